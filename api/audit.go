@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/audit"
+	"github.com/cofferhq/coffer/errs"
+)
+
+const (
+	evQueryAudit  = "audit.query"
+	evVerifyAudit = "audit.verify"
+)
+
+func (s *Server) queryAudit(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.QueryAuditRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	if req.Limit < 0 || req.Limit > audit.MaxQueryLimit {
+		return nil, invalid("limit must be 1-%d", audit.MaxQueryLimit)
+	}
+	if req.PathPrefix != "" && req.PathPrefix[0] != '/' {
+		return nil, invalid("path_prefix must start with /")
+	}
+	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, rc, st, evQueryAudit, "", nil); err != nil {
+		return nil, err
+	}
+	entries, next, err := s.n.AuditStore().Query(audit.Query{
+		Since: req.Since, Until: req.Until, Actions: req.Actions, Principal: req.Principal,
+		PathPrefix: req.PathPrefix, Limit: req.Limit, PageToken: req.PageToken,
+	})
+	if err != nil {
+		if errors.Is(err, audit.ErrBadPageToken) {
+			return nil, s.failed(ctx, rc, evQueryAudit, "", invalid("invalid page_token"))
+		}
+		return nil, errs.New(errs.Internal, "query audit store: %v", err)
+	}
+	if err := s.auditNow(ctx, rc, s.ok(rc, evQueryAudit, "")); err != nil {
+		return nil, err
+	}
+	if entries == nil {
+		entries = []apitypes.AuditEntry{}
+	}
+	return &apitypes.QueryAuditResponse{Entries: entries, NextPageToken: next, Index: st.Index}, nil
+}
+
+func (s *Server) verifyAudit(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.VerifyAuditRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, rc, st, evVerifyAudit, "", nil); err != nil {
+		return nil, err
+	}
+	ok, checked, first, last, broken, err := s.n.AuditStore().Verify()
+	if err != nil {
+		return nil, errs.New(errs.Internal, "verify audit store: %v", err)
+	}
+	if ok && last < st.AuditHead.Seq {
+		// The local trail must reach the replicated chain head it has applied.
+		ok, broken = false, last+1
+	}
+	if err := s.auditNow(ctx, rc, s.ok(rc, evVerifyAudit, "")); err != nil {
+		return nil, err
+	}
+	return &apitypes.VerifyAuditResponse{OK: ok, Checked: checked, FirstSeq: first, LastSeq: last, FirstBrokenSeq: broken, Index: st.Index}, nil
+}

@@ -1,0 +1,203 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/errs"
+	"github.com/cofferhq/coffer/node"
+	"github.com/hashicorp/go-hclog"
+)
+
+// requestTimeout bounds how long any action may take.
+const requestTimeout = 30 * time.Second
+
+// Config configures the HTTP API.
+type Config struct {
+	// TrustedProxies are peers whose X-Forwarded-For header is honoured.
+	TrustedProxies []netip.Prefix
+	// MaxRestoreBytes bounds a snapshot upload (default 1 GiB).
+	MaxRestoreBytes int64
+	// Extra handlers mounted beside the API (e.g. /metrics).
+	Extra map[string]http.Handler
+}
+
+// Server serves the HTTP API of one node.
+type Server struct {
+	n       *node.Node
+	cfg     Config
+	logger  hclog.Logger
+	mux     *http.ServeMux
+	actions map[string]action
+}
+
+// action is one POST /v1/<name> handler: it decodes its own body from
+// raw (strictly) and returns the answer to encode.
+type action struct {
+	handle func(ctx context.Context, rc *reqCtx, raw []byte) (any, error)
+	public bool // no token needed
+}
+
+// New returns the API server for n.
+func New(n *node.Node, cfg Config) *Server {
+	if cfg.MaxRestoreBytes == 0 {
+		cfg.MaxRestoreBytes = 1 << 30
+	}
+	s := &Server{n: n, cfg: cfg, logger: n.Logger().Named("api"), mux: http.NewServeMux()}
+	s.actions = s.routes()
+	s.mux.HandleFunc("/v1/", s.serveAction)
+	s.mux.HandleFunc("/v1/sys/health", s.serveHealth)
+	s.mux.HandleFunc("/v1/sys/snapshot", s.serveSnapshot)
+	s.mux.HandleFunc("/v1/sys/restore", s.serveRestore)
+	for p, h := range cfg.Extra {
+		s.mux.Handle(p, h)
+	}
+	return s
+}
+
+// Handler returns the http.Handler of the API.
+func (s *Server) Handler() http.Handler { return s }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Revealed values are ephemeral: no proxy or browser may keep an answer.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(p))
+			writeError(w, errs.New(errs.Internal, "internal error"))
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) serveAction(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/v1/")
+	act, ok := s.actions[name]
+	if !ok {
+		writeError(w, errs.New(errs.NotFound, "unknown action %q", name))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeErrorStatus(w, http.StatusMethodNotAllowed, errs.New(errs.InvalidArgument, "use POST for /v1/%s", name))
+		return
+	}
+	raw, err := readBody(w, r, apitypes.MaxBodyBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	rc, err := s.newReqCtx(ctx, r, name, act.public)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	start := time.Now()
+	resp, err := act.handle(ctx, rc, raw)
+	observe(name, err, start)
+	clear(raw) // the body may hold a value
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// readBody reads at most limit bytes; a larger body is TooLarge.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errs.New(errs.TooLarge, "request body exceeds %d bytes", limit)
+		}
+		return nil, errs.New(errs.InvalidArgument, "read request body: %v", err)
+	}
+	return raw, nil
+}
+
+// decode parses a JSON body strictly: unknown fields, wrong types, trailing
+// data and bad base64 are InvalidArgument. An empty body is {}.
+func decode(raw []byte, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errs.New(errs.InvalidArgument, "malformed request: %s", describeJSONError(err))
+	}
+	if dec.More() {
+		return errs.New(errs.InvalidArgument, "malformed request: unexpected data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errs.New(errs.InvalidArgument, "malformed request: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// describeJSONError names what was wrong without echoing the input (which
+// may contain a value).
+func describeJSONError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at offset %d", se.Offset)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("field %q must be %s", te.Field, jsonKind(te.Type.Kind().String()))
+		}
+		return "the body must be a JSON object"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case strings.Contains(err.Error(), "illegal base64"):
+		return "a value is not valid base64 (standard alphabet, with padding)"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "truncated JSON"
+	}
+	return "invalid JSON"
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array (or base64 string)"
+	case "map", "struct", "ptr":
+		return "an object"
+	}
+	return "a number"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError is the one place where errors become HTTP answers.
+func writeError(w http.ResponseWriter, err error) {
+	e := errs.As(err)
+	writeErrorStatus(w, errs.HTTPStatus(e.Code), e)
+}
+
+func writeErrorStatus(w http.ResponseWriter, status int, e *errs.Error) {
+	writeJSON(w, status, apitypes.ErrorBody{Error: apitypes.ErrorDetail{Code: string(e.Code), Message: e.Message}})
+}

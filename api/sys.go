@@ -1,0 +1,171 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/errs"
+)
+
+const (
+	evCluster            = "sys.cluster"
+	evJoin               = "sys.join"
+	evRemovePeer         = "sys.remove_peer"
+	evTransferLeadership = "sys.transfer_leadership"
+	evSnapshot           = "sys.snapshot"
+	evRestore            = "sys.restore"
+)
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeErrorStatus(w, http.StatusMethodNotAllowed, errs.New(errs.InvalidArgument, "use GET for /v1/sys/health"))
+		return
+	}
+	h, serving := s.n.Health()
+	status := http.StatusOK
+	if !serving {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
+}
+
+// sysAction runs an admin-only cluster action with its audit entry.
+func (s *Server) sysAction(ctx context.Context, rc *reqCtx, event string, fn func() error) error {
+	if err := s.authorize(ctx, rc, s.n.State(), event, "", nil); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		return s.failed(ctx, rc, event, "", err)
+	}
+	return s.auditNow(ctx, rc, s.ok(rc, event, ""))
+}
+
+func (s *Server) cluster(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.ClusterRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	var resp apitypes.ClusterResponse
+	err := s.sysAction(ctx, rc, evCluster, func() error {
+		st, err := s.n.ReadState(ctx, req.ReadOptions)
+		if err != nil {
+			return err
+		}
+		resp.Index = st.Index
+		resp.Members, err = s.n.Members(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (s *Server) join(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.JoinRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	if req.Addr == "" {
+		return nil, invalid("addr is required (the gossip address host:port of a node)")
+	}
+	err := s.sysAction(ctx, rc, evJoin, func() error { return s.n.Join(req.Addr) })
+	if err != nil {
+		return nil, err
+	}
+	return &apitypes.IndexResponse{Index: s.n.State().Index}, nil
+}
+
+func (s *Server) removePeer(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.RemovePeerRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	if req.NodeID == "" {
+		return nil, invalid("node_id is required")
+	}
+	if err := s.sysAction(ctx, rc, evRemovePeer, func() error { return s.n.RemovePeer(req.NodeID) }); err != nil {
+		return nil, err
+	}
+	return &apitypes.IndexResponse{Index: s.n.State().Index}, nil
+}
+
+func (s *Server) transferLeadership(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.TransferLeadershipRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	if err := s.sysAction(ctx, rc, evTransferLeadership, func() error { return s.n.TransferLeadership(req.NodeID) }); err != nil {
+		return nil, err
+	}
+	return &apitypes.IndexResponse{Index: s.n.State().Index}, nil
+}
+
+// serveSnapshot streams a snapshot file (POST, admin). The answer is binary.
+func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	s.serveBinary(w, r, "sys.snapshot", apitypes.MaxBodyBytes, func(ctx context.Context, rc *reqCtx, body []byte) error {
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := decode(body, &struct{}{}); err != nil {
+				return err
+			}
+		}
+		var buf bytes.Buffer
+		if err := s.sysAction(ctx, rc, evSnapshot, func() error {
+			_, err := s.n.WriteSnapshot(&buf)
+			return err
+		}); err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=coffer-%s.snap", time.Now().UTC().Format("20060102T150405Z")))
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(buf.Bytes())
+		if err != nil {
+			s.logger.Warn("snapshot download interrupted", "error", err)
+		}
+		return nil
+	})
+}
+
+// serveRestore replaces the cluster state with an uploaded snapshot file.
+func (s *Server) serveRestore(w http.ResponseWriter, r *http.Request) {
+	s.serveBinary(w, r, "sys.restore", s.cfg.MaxRestoreBytes, func(ctx context.Context, rc *reqCtx, body []byte) error {
+		if err := s.authorize(ctx, rc, s.n.State(), evRestore, "", nil); err != nil {
+			return err
+		}
+		if err := s.n.RestoreSnapshot(ctx, body); err != nil {
+			return s.failed(ctx, rc, evRestore, "", err)
+		}
+		if err := s.auditNow(ctx, rc, s.ok(rc, evRestore, "")); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, &apitypes.IndexResponse{Index: s.n.State().Index})
+		return nil
+	})
+}
+
+func (s *Server) serveBinary(w http.ResponseWriter, r *http.Request, action string, limit int64, fn func(context.Context, *reqCtx, []byte) error) {
+	if r.Method != http.MethodPost {
+		writeErrorStatus(w, http.StatusMethodNotAllowed, errs.New(errs.InvalidArgument, "use POST for %s", r.URL.Path))
+		return
+	}
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+	defer cancel()
+	rc, err := s.newReqCtx(ctx, r, action, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := fn(ctx, rc, body); err != nil {
+		writeError(w, err)
+	}
+}

@@ -1,0 +1,165 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cofferhq/coffer/acl"
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/errs"
+	"github.com/cofferhq/coffer/fsm"
+)
+
+const (
+	evCreateToken = "auth.create_token"
+	evRevokeToken = "auth.revoke_token"
+	evListTokens  = "auth.list_tokens"
+	evWhoami      = "auth.whoami"
+	evInit        = "sys.init"
+	maxTokenTTL   = 10 * 365 * 24 * time.Hour
+)
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// knownPolicy reports whether a policy exists (built-in for now).
+func knownPolicy(st *fsm.State, name string) bool { return acl.IsBuiltin(name) }
+
+func (s *Server) createToken(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.CreateTokenRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" || len(req.Name) > 128 {
+		return nil, invalid("name is required (1-128 bytes)")
+	}
+	if len(req.Policies) == 0 {
+		return nil, invalid("policies is required (at least one policy name)")
+	}
+	st := s.n.State()
+	for i, p := range req.Policies {
+		if !knownPolicy(st, p) {
+			return nil, invalid("policies[%d]: policy %q does not exist", i, p)
+		}
+	}
+	var expires int64
+	if req.TTL != "" {
+		ttl, err := time.ParseDuration(req.TTL)
+		if err != nil || ttl < time.Second || ttl > maxTokenTTL {
+			return nil, invalid("ttl must be a duration such as \"30m\" or \"24h\", between 1s and 10 years")
+		}
+		expires = time.Now().Add(ttl).UnixNano()
+	}
+	if len(req.SourceCIDRs) > 0 {
+		if err := acl.ValidateAccessPolicy(&apitypes.AccessPolicy{SourceCIDRs: req.SourceCIDRs}); err != nil {
+			return nil, invalid("source_cidrs: %v", err)
+		}
+	}
+	if err := s.authorize(ctx, rc, st, evCreateToken, "", nil); err != nil {
+		return nil, err
+	}
+	token, accessor, err := acl.NewToken()
+	if err != nil {
+		return nil, fmt.Errorf("generate token: %w", err)
+	}
+	e := s.entry(rc, evCreateToken, "")
+	e.Reason = "accessor " + accessor
+	cmd := &fsm.CreateToken{Accessor: accessor, Hash: acl.HashToken(token), Name: req.Name, Policies: req.Policies, ExpiresAt: expires, SourceCIDRs: req.SourceCIDRs}
+	res, err := s.submit(ctx, rc, fsm.CmdCreateToken, cmd, e)
+	if err != nil {
+		return nil, err
+	}
+	resp := &apitypes.CreateTokenResponse{Token: token, Accessor: accessor, Index: res.Index}
+	if expires != 0 {
+		x := fromNanos(expires)
+		resp.ExpiresAt = &x
+	}
+	return resp, nil
+}
+
+func (s *Server) revokeToken(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.RevokeTokenRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	if req.Accessor == "" {
+		return nil, invalid("accessor is required")
+	}
+	if err := s.authorize(ctx, rc, s.n.State(), evRevokeToken, "", nil); err != nil {
+		return nil, err
+	}
+	e := s.entry(rc, evRevokeToken, "")
+	e.Reason = "accessor " + req.Accessor
+	res, err := s.submit(ctx, rc, fsm.CmdRevokeToken, &fsm.RevokeToken{Accessor: req.Accessor}, e)
+	if err != nil {
+		return nil, err
+	}
+	return &apitypes.IndexResponse{Index: res.Index}, nil
+}
+
+func (s *Server) listTokens(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.ListTokensRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, rc, st, evListTokens, "", nil); err != nil {
+		return nil, err
+	}
+	if err := s.auditNow(ctx, rc, s.ok(rc, evListTokens, "")); err != nil {
+		return nil, err
+	}
+	resp := &apitypes.ListTokensResponse{Tokens: []apitypes.Token{}, Index: st.Index}
+	st.Tokens.Root().Walk(func(_ []byte, t *fsm.Token) bool {
+		resp.Tokens = append(resp.Tokens, t.Meta())
+		return false
+	})
+	sort.Slice(resp.Tokens, func(i, j int) bool { return resp.Tokens[i].CreatedAt.Before(resp.Tokens[j].CreatedAt) })
+	return resp, nil
+}
+
+func (s *Server) whoami(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	var req apitypes.WhoamiRequest
+	if err := decode(raw, &req); err != nil {
+		return nil, err
+	}
+	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	if err != nil {
+		return nil, err
+	}
+	// whoami only describes the caller's own token: every token may call it.
+	if err := s.auditNow(ctx, rc, s.ok(rc, evWhoami, "")); err != nil {
+		return nil, err
+	}
+	return &apitypes.WhoamiResponse{Token: rc.token.Meta(), Index: st.Index}, nil
+}
+
+// initCluster creates the root token once per cluster.
+func (s *Server) initCluster(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
+	if err := decode(raw, &struct{}{}); err != nil {
+		return nil, err
+	}
+	st := s.n.State()
+	if st.Initialized {
+		return nil, errs.New(errs.AlreadyExists, "cluster is already initialized")
+	}
+	token, accessor, err := acl.NewToken()
+	if err != nil {
+		return nil, fmt.Errorf("generate token: %w", err)
+	}
+	rc.principal = apitypes.Principal{Accessor: accessor, Name: "root"}
+	res, err := s.submit(ctx, rc, fsm.CmdInitRoot, &fsm.InitRoot{Accessor: accessor, Hash: acl.HashToken(token)}, s.entry(rc, evInit, ""))
+	if err != nil {
+		return nil, err
+	}
+	return &apitypes.InitResponse{RootToken: token, Accessor: accessor, Index: res.Index}, nil
+}

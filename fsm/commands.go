@@ -1,0 +1,172 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/errs"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// EntryBatch is the type byte of a log entry holding a batch of commands
+// (group commit). Type bytes are never reused; a high bit (0x80) marks types
+// an older node may skip.
+const (
+	EntryBatch byte = 1
+	skippable  byte = 0x80
+)
+
+// CmdType identifies one command inside a batch.
+type CmdType uint8
+
+// Command types. Never renumber; add new ones at the end.
+const (
+	CmdInitCluster    CmdType = 1
+	CmdInitRoot       CmdType = 2
+	CmdCreateSecret   CmdType = 3
+	CmdPutValue       CmdType = 4
+	CmdUpdateSecret   CmdType = 5
+	CmdDestroyVersion CmdType = 6
+	CmdDeleteSecret   CmdType = 7
+	CmdAuditOnly      CmdType = 8
+	CmdCreateToken    CmdType = 9
+	CmdRevokeToken    CmdType = 10
+)
+
+// Batch is one log entry: commands applied in order at the leader's time.
+type Batch struct {
+	Time int64      `msgpack:"t"` // leader's wall clock, unix nanoseconds
+	Cmds []Envelope `msgpack:"c"`
+}
+
+// Envelope is one command with what Apply needs around it: the caller whose
+// token must still be valid at apply time, and the audit entries the command
+// produces (Apply fills time, result, version, seq and hash).
+type Envelope struct {
+	Type   CmdType               `msgpack:"t"`
+	Body   []byte                `msgpack:"b"`
+	Caller string                `msgpack:"c,omitempty"` // token accessor; "" = no token check
+	Audit  []apitypes.AuditEntry `msgpack:"a,omitempty"`
+}
+
+// Result is the outcome of one command, handed back to its caller.
+type Result struct {
+	Err     *errs.Error      `msgpack:"e,omitempty"`
+	Version uint64           `msgpack:"v,omitempty"`
+	Secret  *apitypes.Secret `msgpack:"s,omitempty"`
+	Index   uint64           `msgpack:"i,omitempty"`
+}
+
+// SealedValue is an envelope-encrypted value as produced by kms.Seal.
+type SealedValue struct {
+	Ciphertext    []byte `msgpack:"ct"`
+	WrappedDEK    []byte `msgpack:"dek"`
+	Size          int    `msgpack:"sz"`
+	KMSKey        string `msgpack:"k"`
+	KMSKeyVersion uint32 `msgpack:"kv"`
+}
+
+// InitCluster sets the cluster id and creates the default KMS key.
+type InitCluster struct {
+	ClusterID       string `msgpack:"id"`
+	DefaultKey      []byte `msgpack:"dk"` // key material wrapped by the root key
+	RootFingerprint string `msgpack:"fp"`
+}
+
+// InitRoot creates the first (root) token, once per cluster.
+type InitRoot struct {
+	Accessor string `msgpack:"a"`
+	Hash     string `msgpack:"h"`
+}
+
+// CreateSecret creates a secret, optionally with its first version.
+type CreateSecret struct {
+	Path         string                 `msgpack:"p"`
+	UID          string                 `msgpack:"u"`
+	KMSKey       string                 `msgpack:"k"`
+	Description  string                 `msgpack:"d,omitempty"`
+	Labels       map[string]string      `msgpack:"l,omitempty"`
+	AccessPolicy *apitypes.AccessPolicy `msgpack:"ap,omitempty"`
+	Value        *SealedValue           `msgpack:"v,omitempty"`
+	Origin       string                 `msgpack:"o,omitempty"` // of the first version; "put" if empty
+	CreatedBy    string                 `msgpack:"by"`
+}
+
+// PutValue adds a version. If Create is set and the path is absent, the
+// secret is created with UID and KMSKey (generateSecret with create: true).
+type PutValue struct {
+	Path            string      `msgpack:"p"`
+	UID             string      `msgpack:"u"`
+	ExpectedVersion *uint64     `msgpack:"ev,omitempty"`
+	Value           SealedValue `msgpack:"v"`
+	Origin          string      `msgpack:"o"`
+	Create          bool        `msgpack:"c,omitempty"`
+	CreatedBy       string      `msgpack:"by"`
+}
+
+// UpdateSecret changes metadata; nil fields are left alone.
+type UpdateSecret struct {
+	Path         string                 `msgpack:"p"`
+	Description  *string                `msgpack:"d,omitempty"`
+	Labels       *map[string]string     `msgpack:"l,omitempty"`
+	AccessPolicy *apitypes.AccessPolicy `msgpack:"ap,omitempty"`
+}
+
+// DestroyVersion erases one version's material.
+type DestroyVersion struct {
+	Path    string `msgpack:"p"`
+	Version uint64 `msgpack:"v"`
+}
+
+// DeleteSecret removes a secret and all its versions.
+type DeleteSecret struct {
+	Path string `msgpack:"p"`
+}
+
+// AuditOnly carries only audit entries (reads, denials, failed requests).
+type AuditOnly struct{}
+
+// CreateToken stores a token's hash and metadata.
+type CreateToken struct {
+	Accessor    string   `msgpack:"a"`
+	Hash        string   `msgpack:"h"`
+	Name        string   `msgpack:"n"`
+	Policies    []string `msgpack:"p"`
+	ExpiresAt   int64    `msgpack:"x,omitempty"`
+	SourceCIDRs []string `msgpack:"cidr,omitempty"`
+}
+
+// RevokeToken deletes a token by accessor.
+type RevokeToken struct {
+	Accessor string `msgpack:"a"`
+}
+
+// NewEnvelope encodes body as a command of type t.
+func NewEnvelope(t CmdType, body any, caller string, auditEntries []apitypes.AuditEntry) (Envelope, error) {
+	b, err := msgpack.Marshal(body)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode command %d: %w", t, err)
+	}
+	return Envelope{Type: t, Body: b, Caller: caller, Audit: auditEntries}, nil
+}
+
+// EncodeBatch returns the log entry bytes of a batch.
+func EncodeBatch(b *Batch) ([]byte, error) {
+	body, err := msgpack.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	return append([]byte{EntryBatch}, body...), nil
+}
+
+// DecodeBatch parses a log entry made by EncodeBatch.
+func DecodeBatch(data []byte) (*Batch, error) {
+	if len(data) == 0 || data[0] != EntryBatch {
+		return nil, fmt.Errorf("not a batch entry")
+	}
+	var b Batch
+	if err := msgpack.Unmarshal(data[1:], &b); err != nil {
+		return nil, fmt.Errorf("decode batch: %w", err)
+	}
+	return &b, nil
+}

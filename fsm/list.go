@@ -1,0 +1,70 @@
+package fsm
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"github.com/cofferhq/coffer/errs"
+)
+
+// ListPage is one page of a folder listing.
+type ListPage struct {
+	Secrets []*Secret
+	Folders []string
+	Next    string
+}
+
+// List returns the secrets and next-level folders under prefix (a folder
+// ending in "/"), in path order, at most pageSize items (secrets and folders
+// together). keep, if set, filters secrets. The page token is the opaque key
+// to resume from.
+func (s *State) List(prefix string, recursive bool, pageSize int, pageToken string, keep func(*Secret) bool) (ListPage, error) {
+	start := prefix
+	if pageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(pageToken)
+		if err != nil || !strings.HasPrefix(string(b), prefix) {
+			return ListPage{}, errs.New(errs.InvalidArgument, "invalid page_token for this prefix")
+		}
+		start = string(b)
+	}
+	var page ListPage
+	it := s.Secrets.Root().Iterator()
+	it.SeekLowerBound([]byte(start))
+	for {
+		k, sec, ok := it.Next()
+		if !ok || !strings.HasPrefix(string(k), prefix) {
+			return page, nil
+		}
+		rest := string(k[len(prefix):])
+		if !recursive {
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				folder := prefix + rest[:i+1]
+				if n := len(page.Folders); n > 0 && page.Folders[n-1] == folder {
+					continue
+				}
+				if page.full(pageSize) {
+					page.Next = token(folder)
+					return page, nil
+				}
+				page.Folders = append(page.Folders, folder)
+				// Skip the folder's contents: they share its prefix and are contiguous.
+				// (A fresh iterator: iradix iterators can only seek once.)
+				it = s.Secrets.Root().Iterator()
+				it.SeekLowerBound([]byte(folder[:len(folder)-1] + "0")) // '0' follows '/'
+				continue
+			}
+		}
+		if keep != nil && !keep(sec) {
+			continue
+		}
+		if page.full(pageSize) {
+			page.Next = token(string(k))
+			return page, nil
+		}
+		page.Secrets = append(page.Secrets, sec)
+	}
+}
+
+func (p *ListPage) full(size int) bool { return len(p.Secrets)+len(p.Folders) >= size }
+
+func token(resumeKey string) string { return base64.RawURLEncoding.EncodeToString([]byte(resumeKey)) }

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/cofferhq/coffer/kms"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config configures one node.
+type Config struct {
+	NodeID      string
+	DataDir     string // ignored when Dev
+	Dev         bool   // single in-memory node
+	HTTPAddr    string // advertised to peers through gossip
+	ClusterAddr string // Raft + forwarding RPC listener
+	GossipAddr  string // memberlist listener
+	Advertise   string // host to advertise instead of the bind host
+	Bootstrap   bool
+	Join        []string
+
+	RootKeys  *kms.RootKeys
+	AuditFile string
+	ServerTLS *tls.Config // cluster port, server side (mutual TLS when set)
+	ClientTLS *tls.Config // cluster port, dialing side
+
+	Logger hclog.Logger
+
+	// Tuning; zero values take defaults.
+	HeartbeatTimeout    time.Duration
+	ElectionTimeout     time.Duration
+	LeaderLeaseTimeout  time.Duration
+	SnapshotThreshold   uint64
+	TrailingLogs        uint64
+	StabilizationPeriod time.Duration // how long a new server stays a non-voter
+	ReconcileInterval   time.Duration
+	GossipProbe         time.Duration // memberlist probe interval (tests shorten it)
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = time.Second
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = time.Second
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = 500 * time.Millisecond
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.StabilizationPeriod == 0 {
+		c.StabilizationPeriod = 5 * time.Second
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = time.Second
+	}
+}

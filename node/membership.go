@@ -1,0 +1,352 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/errs"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// gossipMeta is what a node tells its peers about itself through memberlist.
+type gossipMeta struct {
+	NodeID          string `msgpack:"id"`
+	ClusterAddr     string `msgpack:"ca"`
+	HTTPAddr        string `msgpack:"ha"`
+	RootFingerprint string `msgpack:"fp"` // root key check value: peers under another root key are refused
+	Version         string `msgpack:"v"`
+}
+
+var hclogStdOpts = hclog.StandardLoggerOptions{InferLevels: true}
+
+// Version is the software version gossiped to peers.
+var Version = "dev"
+
+type gossipDelegate struct {
+	meta []byte
+	fp   string
+	n    *Node
+
+	mu        sync.Mutex
+	firstSeen map[string]time.Time // node id -> first time seen alive (for stabilization)
+}
+
+func (d *gossipDelegate) NodeMeta(limit int) []byte             { return d.meta }
+func (d *gossipDelegate) NotifyMsg([]byte)                      {}
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *gossipDelegate) LocalState(join bool) []byte           { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool) {}
+
+// NotifyAlive refuses peers of another cluster (another root key).
+func (d *gossipDelegate) NotifyAlive(peer *memberlist.Node) error {
+	m, err := decodeMeta(peer.Meta)
+	if err != nil {
+		return fmt.Errorf("peer %s: %w", peer.Name, err)
+	}
+	if m.RootFingerprint != d.fp {
+		d.n.logger.Warn("refusing gossip peer under a different root key", "peer", peer.Name, "addr", peer.Address())
+		return fmt.Errorf("peer %s belongs to another cluster (different root key)", peer.Name)
+	}
+	return nil
+}
+
+func decodeMeta(b []byte) (gossipMeta, error) {
+	var m gossipMeta
+	if err := msgpack.Unmarshal(b, &m); err != nil || m.NodeID == "" {
+		return m, errors.New("missing or malformed node metadata")
+	}
+	return m, nil
+}
+
+func (n *Node) startGossip() error {
+	host, portStr, err := net.SplitHostPort(n.cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("bad --gossip-addr %q: %w", n.cfg.GossipAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("bad --gossip-addr port %q", portStr)
+	}
+	meta, err := msgpack.Marshal(&gossipMeta{
+		NodeID: n.cfg.NodeID, ClusterAddr: n.cfg.ClusterAddr, HTTPAddr: n.cfg.HTTPAddr,
+		RootFingerprint: n.keys.Root().Fingerprint(), Version: Version,
+	})
+	if err != nil {
+		return err
+	}
+	d := &gossipDelegate{meta: meta, fp: n.keys.Root().Fingerprint(), n: n, firstSeen: map[string]time.Time{}}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.NodeID
+	mc.BindAddr, mc.BindPort = host, port
+	if n.cfg.Advertise != "" {
+		ah := n.cfg.Advertise
+		if h, _, err := net.SplitHostPort(ah); err == nil {
+			ah = h
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ah, port
+	}
+	if n.cfg.GossipProbe > 0 {
+		mc.ProbeInterval = n.cfg.GossipProbe
+		mc.GossipInterval = n.cfg.GossipProbe / 5
+	}
+	mc.Delegate = d
+	mc.Alive = d
+	mc.LogOutput = n.logger.Named("gossip").StandardWriter(&hclogStdOpts)
+	if n.ml, err = memberlist.Create(mc); err != nil {
+		return fmt.Errorf("start gossip on %s: %w", n.cfg.GossipAddr, err)
+	}
+	n.gossip = d
+	if len(n.cfg.Join) > 0 {
+		n.goLoop(n.joinLoop)
+	}
+	return nil
+}
+
+// joinLoop retries --join until a member answers.
+func (n *Node) joinLoop() {
+	backoff := 200 * time.Millisecond
+	for {
+		if _, err := n.ml.Join(n.cfg.Join); err == nil {
+			n.logger.Info("joined gossip pool", "via", n.cfg.Join)
+			return
+		} else {
+			n.logger.Warn("join failed; retrying", "via", n.cfg.Join, "error", err)
+		}
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// Join makes this node contact a gossip address; the leader then admits the
+// servers it learns of.
+func (n *Node) Join(addr string) error {
+	if n.ml == nil {
+		return errs.New(errs.FailedPrecondition, "this node runs without gossip (dev mode)")
+	}
+	if _, err := n.ml.Join([]string{addr}); err != nil {
+		return errs.New(errs.Unavailable, "join %s: %v", addr, err)
+	}
+	return nil
+}
+
+// reconcileMembers (leader only) adds alive gossip members missing from the
+// Raft configuration as non-voters and promotes non-voters that have stayed
+// alive for the stabilization period.
+func (n *Node) reconcileMembers() {
+	if n.ml == nil || n.gossip == nil {
+		return
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return
+	}
+	servers := map[raft.ServerID]raft.Server{}
+	for _, s := range cf.Configuration().Servers {
+		servers[s.ID] = s
+	}
+	now := time.Now()
+	d := n.gossip
+	for _, m := range n.ml.Members() {
+		if m.State != memberlist.StateAlive {
+			continue
+		}
+		meta, err := decodeMeta(m.Meta)
+		if err != nil || meta.RootFingerprint != d.fp {
+			continue
+		}
+		d.mu.Lock()
+		first, seen := d.firstSeen[meta.NodeID]
+		if !seen {
+			first = now
+			d.firstSeen[meta.NodeID] = now
+		}
+		d.mu.Unlock()
+		id := raft.ServerID(meta.NodeID)
+		s, inConfig := servers[id]
+		switch {
+		case !inConfig:
+			n.logger.Info("adding server as non-voter", "node", meta.NodeID, "addr", meta.ClusterAddr)
+			if err := n.raft.AddNonvoter(id, raft.ServerAddress(meta.ClusterAddr), 0, 5*time.Second).Error(); err != nil {
+				n.logger.Warn("add non-voter failed", "node", meta.NodeID, "error", err)
+			}
+		case s.Address != raft.ServerAddress(meta.ClusterAddr):
+			n.logger.Info("server address changed; updating", "node", meta.NodeID, "addr", meta.ClusterAddr)
+			if err := n.raft.AddNonvoter(id, raft.ServerAddress(meta.ClusterAddr), 0, 5*time.Second).Error(); err != nil {
+				n.logger.Warn("update server address failed", "node", meta.NodeID, "error", err)
+			}
+		case s.Suffrage == raft.Nonvoter && now.Sub(first) >= n.cfg.StabilizationPeriod:
+			n.logger.Info("promoting server to voter", "node", meta.NodeID)
+			if err := n.raft.AddVoter(id, s.Address, 0, 5*time.Second).Error(); err != nil {
+				n.logger.Warn("promote failed", "node", meta.NodeID, "error", err)
+			}
+		}
+	}
+}
+
+// Members lists the Raft servers with gossip addresses and status.
+func (n *Node) Members(ctx context.Context) ([]apitypes.Member, error) {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, errs.New(errs.Unavailable, "read configuration: %v", err)
+	}
+	gossip := map[string]*memberlist.Node{}
+	if n.ml != nil {
+		for _, m := range n.ml.Members() {
+			gossip[m.Name] = m
+		}
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	servers := cf.Configuration().Servers
+	out := make([]apitypes.Member, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		m := apitypes.Member{NodeID: string(s.ID), ClusterAddr: string(s.Address), Suffrage: "voter", State: "unknown", Leader: s.ID == leaderID}
+		if s.Suffrage != raft.Voter {
+			m.Suffrage = "nonvoter"
+		}
+		if g, ok := gossip[string(s.ID)]; ok {
+			m.GossipAddr = g.Address()
+			m.State = map[memberlist.NodeStateType]string{memberlist.StateAlive: "alive", memberlist.StateSuspect: "suspect", memberlist.StateDead: "failed", memberlist.StateLeft: "left"}[g.State]
+			if meta, err := decodeMeta(g.Meta); err == nil {
+				m.HTTPAddr = meta.HTTPAddr
+			}
+		} else if n.ml != nil {
+			m.State = "failed"
+		}
+		if string(s.ID) == n.cfg.NodeID {
+			m.HTTPAddr, m.State = n.cfg.HTTPAddr, "alive"
+			if n.ml != nil {
+				m.GossipAddr = n.ml.LocalNode().Address()
+			}
+		}
+		out[i] = m
+		wg.Add(1)
+		go func(i int, id, addr string) {
+			defer wg.Done()
+			st, err := n.peerStatus(ctx, id, addr)
+			if err != nil {
+				return
+			}
+			out[i].AppliedIndex = st.AppliedIndex
+			if st.LastContact != 0 {
+				t := time.Unix(0, st.LastContact).UTC()
+				out[i].LastContact = &t
+			}
+		}(i, string(s.ID), string(s.Address))
+	}
+	wg.Wait()
+	sort.Slice(out, func(a, b int) bool { return out[a].NodeID < out[b].NodeID })
+	return out, nil
+}
+
+// Role returns leader, follower or nonvoter.
+func (n *Node) Role() string {
+	if n.raft.State() == raft.Leader {
+		return "leader"
+	}
+	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == n.cfg.NodeID && s.Suffrage != raft.Voter {
+				return "nonvoter"
+			}
+		}
+	}
+	return "follower"
+}
+
+// LeaderID returns the current leader's id, "" if none is known.
+func (n *Node) LeaderID() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// Health reports whether this node is serving and why not.
+func (n *Node) Health() (apitypes.Health, bool) {
+	st := n.fsm.State()
+	h := apitypes.Health{NodeID: n.cfg.NodeID, Role: n.Role(), LeaderID: n.LeaderID(), AppliedIndex: n.raft.AppliedIndex(), Initialized: st.Initialized, Warnings: []string{}}
+	serving := true
+	if h.LeaderID == "" {
+		h.Warnings = append(h.Warnings, "no leader: the cluster has no quorum or is electing one")
+		serving = false
+	}
+	if st.ClusterID == "" {
+		h.Warnings = append(h.Warnings, "cluster not formed yet: this node has not applied the cluster's init entry")
+		serving = false
+	} else if !st.Initialized {
+		h.Warnings = append(h.Warnings, "not initialized: run `coffer operator init` to create the root token")
+	}
+	return h, serving
+}
+
+// RemovePeer removes a server from the Raft configuration (leader only).
+func (n *Node) RemovePeer(id string) error {
+	if n.raft.State() != raft.Leader {
+		return errs.New(errs.Unavailable, "send removePeer to the leader (%s)", n.LeaderID())
+	}
+	if id == "" {
+		return errs.New(errs.InvalidArgument, "node_id is required")
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return errs.New(errs.Unavailable, "%v", err)
+	}
+	found := false
+	for _, s := range cf.Configuration().Servers {
+		found = found || string(s.ID) == id
+	}
+	if !found {
+		return errs.New(errs.NotFound, "node %q is not a member", id)
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+		return errs.New(errs.Unavailable, "remove %s: %v", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to id, or to the most up-to-date
+// voter when id is empty (leader only).
+func (n *Node) TransferLeadership(id string) error {
+	if n.raft.State() != raft.Leader {
+		return errs.New(errs.Unavailable, "send transferLeadership to the leader (%s)", n.LeaderID())
+	}
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		cf := n.raft.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return errs.New(errs.Unavailable, "%v", err)
+		}
+		var addr raft.ServerAddress
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == id && s.Suffrage == raft.Voter {
+				addr = s.Address
+			}
+		}
+		if addr == "" {
+			return errs.New(errs.NotFound, "node %q is not a voter", id)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), addr)
+	}
+	if err := f.Error(); err != nil {
+		return errs.New(errs.Unavailable, "leadership transfer: %v", err)
+	}
+	return nil
+}
+
+// Indexes returns Raft's commit and applied indexes.
+func (n *Node) Indexes() (commit, applied uint64) { return n.raft.CommitIndex(), n.raft.AppliedIndex() }

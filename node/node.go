@@ -1,0 +1,346 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/audit"
+	"github.com/cofferhq/coffer/errs"
+	"github.com/cofferhq/coffer/fsm"
+	"github.com/cofferhq/coffer/kms"
+	"github.com/cofferhq/coffer/transport"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Node is one running Coffer server.
+type Node struct {
+	cfg    Config
+	logger hclog.Logger
+
+	fsm     *fsm.FSM
+	raft    *raft.Raft
+	mux     *transport.Mux
+	rpc     *transport.RPCClient
+	ml      *memberlist.Memberlist
+	gossip  *gossipDelegate
+	keys    *kms.MaterialCache
+	sink    *audit.FileSink
+	closers []func() error
+
+	prop *proposer
+	meta *dataDirMeta
+
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// New starts a node: it opens (or creates) the data dir, starts Raft and the
+// cluster port, and joins or bootstraps as configured.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.RootKeys == nil {
+		return nil, errors.New("a root key is required (--root-key-file)")
+	}
+	if cfg.NodeID == "" {
+		return nil, errors.New("a node id is required (--node-id)")
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger, keys: kms.NewMaterialCache(cfg.RootKeys), shutdownCh: make(chan struct{})}
+	if err := n.start(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	cfg := n.cfg
+	var store audit.Store
+	var logs raft.LogStore
+	var stable raft.StableStore
+	var snaps raft.SnapshotStore
+	var trans raft.Transport
+	if cfg.Dev {
+		store = audit.NewMemoryStore()
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	} else {
+		if cfg.DataDir == "" {
+			return errors.New("a data dir is required (--data-dir)")
+		}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		meta, err := openDataDirMeta(cfg.DataDir, cfg.NodeID, cfg.RootKeys)
+		if err != nil {
+			return err
+		}
+		n.meta = meta
+		if store, err = audit.OpenBoltStore(filepath.Join(cfg.DataDir, "audit.db")); err != nil {
+			return fmt.Errorf("open audit store: %w", err)
+		}
+		bolt, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		if err != nil {
+			return fmt.Errorf("open raft log: %w", err)
+		}
+		n.closers = append(n.closers, bolt.Close)
+		logs, stable = bolt, bolt
+		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, n.logger.Named("snapshots")); err != nil {
+			return fmt.Errorf("open snapshot store: %w", err)
+		}
+		if n.mux, err = transport.Listen(cfg.ClusterAddr, cfg.ServerTLS, cfg.ClientTLS, n.logger.Named("transport")); err != nil {
+			return fmt.Errorf("listen on cluster address: %w", err)
+		}
+		adv, err := advertiseAddr(cfg.Advertise, n.mux.Addr())
+		if err != nil {
+			return err
+		}
+		n.cfg.ClusterAddr = adv.String()
+		trans = raft.NewNetworkTransportWithLogger(n.mux.RaftLayer(adv), 8, 10*time.Second, n.logger.Named("raft-net"))
+		n.rpc = transport.NewRPCClient(cfg.ClientTLS, n.logger.Named("rpc"))
+		n.mux.ServeRPC(n.handleRPC)
+	}
+	n.closers = append(n.closers, store.Close)
+	if cfg.AuditFile != "" {
+		sink, err := audit.OpenFileSink(cfg.AuditFile)
+		if err != nil {
+			return fmt.Errorf("open audit file: %w", err)
+		}
+		n.sink = sink
+		n.closers = append(n.closers, sink.Close)
+	}
+	n.fsm = fsm.New(store, n.writeAuditFile, n.logger)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = n.logger.Named("raft")
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = 256
+	rc.BatchApplyCh = true
+	hasState, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("inspect raft state: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans); err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	if err := n.checkRestoredState(); err != nil {
+		return err
+	}
+	if (cfg.Bootstrap || cfg.Dev) && !hasState {
+		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := n.raft.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	n.prop = newProposer(n)
+	n.goLoop(n.leaderLoop)
+	if !cfg.Dev {
+		if err := n.startGossip(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRestoredState refuses to run over a state the root key can't open.
+func (n *Node) checkRestoredState() error {
+	st := n.fsm.State()
+	if k, ok := st.Key("default"); ok {
+		cur := k.Current()
+		if _, err := n.keys.Get(k.Name, cur.Version, cur.Wrapped); err != nil {
+			return fmt.Errorf("the root key can't unwrap this data dir's key material: wrong --root-key-file for this cluster")
+		}
+	}
+	if n.meta != nil && st.ClusterID != "" {
+		if err := n.meta.setClusterID(st.ClusterID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func advertiseAddr(advertise string, bound net.Addr) (net.Addr, error) {
+	tcp, ok := bound.(*net.TCPAddr)
+	if !ok {
+		return bound, nil
+	}
+	if advertise == "" {
+		if tcp.IP.IsUnspecified() {
+			return nil, errors.New("cluster address binds all interfaces: set --advertise to the address peers should dial")
+		}
+		return bound, nil
+	}
+	host := advertise
+	if h, _, err := net.SplitHostPort(advertise); err == nil {
+		host = h
+	}
+	addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, fmt.Sprint(tcp.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("resolve --advertise %q: %w", advertise, err)
+	}
+	return addr, nil
+}
+
+func (n *Node) writeAuditFile(entries []apitypes.AuditEntry) {
+	if n.sink == nil {
+		return
+	}
+	if err := n.sink.Write(entries); err != nil {
+		n.logger.Error("audit file write failed", "error", err)
+	}
+}
+
+func (n *Node) goLoop(fn func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+}
+
+// Close stops the node; it is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.shutdownCh)
+		if n.ml != nil {
+			_ = n.ml.Leave(time.Second)
+			_ = n.ml.Shutdown()
+		}
+		if n.raft != nil {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				n.logger.Warn("raft shutdown", "error", err)
+			}
+		}
+		if n.prop != nil {
+			n.prop.close()
+		}
+		if n.mux != nil {
+			_ = n.mux.Close()
+		}
+		if n.rpc != nil {
+			n.rpc.Close()
+		}
+		n.wg.Wait()
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			if err := n.closers[i](); err != nil {
+				n.logger.Warn("close", "error", err)
+			}
+		}
+	})
+	return nil
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Logger returns the node's logger.
+func (n *Node) Logger() hclog.Logger { return n.logger }
+
+// State returns the node's current applied state (stale read).
+func (n *Node) State() *fsm.State { return n.fsm.State() }
+
+// Keys returns the cache of unwrapped key material.
+func (n *Node) Keys() *kms.MaterialCache { return n.keys }
+
+// AuditStore returns the node-local audit store.
+func (n *Node) AuditStore() audit.Store { return n.fsm.AuditStore() }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// ClusterAddr returns the advertised cluster address.
+func (n *Node) ClusterAddr() string { return n.cfg.ClusterAddr }
+
+// TakeSnapshot forces a Raft snapshot (and log compaction) now.
+func (n *Node) TakeSnapshot() error { return n.raft.Snapshot().Error() }
+
+// leaderLoop performs leader duties: cluster init on a fresh cluster and
+// membership reconciliation.
+func (n *Node) leaderLoop() {
+	ticker := time.NewTicker(n.cfg.ReconcileInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-n.raft.LeaderCh():
+		case <-ticker.C:
+		}
+		if !n.IsLeader() {
+			continue
+		}
+		if n.fsm.State().ClusterID == "" {
+			if err := n.initCluster(); err != nil {
+				n.logger.Warn("cluster init failed; will retry", "error", err)
+			}
+		}
+		if n.meta != nil && n.fsm.State().ClusterID != "" {
+			_ = n.meta.setClusterID(n.fsm.State().ClusterID)
+		}
+		n.reconcileMembers()
+	}
+}
+
+func (n *Node) initCluster() error {
+	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		return err
+	}
+	if n.fsm.State().ClusterID != "" {
+		return nil
+	}
+	material, err := kms.NewKeyMaterial()
+	if err != nil {
+		return err
+	}
+	wrapped, err := n.keys.Root().WrapKeyMaterial("default", 1, material)
+	clear(material)
+	if err != nil {
+		return err
+	}
+	env, err := fsm.NewEnvelope(fsm.CmdInitCluster, &fsm.InitCluster{
+		ClusterID: randomHex(16), DefaultKey: wrapped, RootFingerprint: n.keys.Root().Fingerprint(),
+	}, "", nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := n.Propose(ctx, env)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil && res.Err.Code != errs.AlreadyExists {
+		return res.Err
+	}
+	n.logger.Info("cluster initialized", "cluster_id", n.fsm.State().ClusterID)
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
+// RandomID returns 128 random bits as hex (uids, accessors, request ids).
+func RandomID() string { return randomHex(16) }

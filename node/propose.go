@@ -1,0 +1,187 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/errs"
+	"github.com/cofferhq/coffer/fsm"
+	"github.com/hashicorp/raft"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Group commit limits: one Raft entry carries at most this many commands or
+// bytes; at most maxInFlight batches are outstanding, so commands that arrive
+// while the log is busy coalesce into the next batch.
+const (
+	maxBatchCmds  = 1024
+	maxBatchBytes = 4 << 20
+	maxInFlight   = 4
+	applyTimeout  = 10 * time.Second
+)
+
+type proposal struct {
+	env  fsm.Envelope
+	size int
+	done chan fsm.Result
+}
+
+// proposer coalesces concurrent commands into batches and sends each batch
+// to Raft (on the leader) or to the leader (on a follower). Every command
+// still gets its own result.
+type proposer struct {
+	n     *Node
+	queue chan *proposal
+	slots chan struct{}
+	stop  chan struct{}
+}
+
+func newProposer(n *Node) *proposer {
+	p := &proposer{n: n, queue: make(chan *proposal, 4096), slots: make(chan struct{}, maxInFlight), stop: make(chan struct{})}
+	n.goLoop(p.loop)
+	return p
+}
+
+func (p *proposer) close() { close(p.stop) }
+
+// Propose commits one command through Raft and returns its result. A
+// domain error is in Result.Err; err is set only when the command's outcome
+// is unknown or it could not be submitted (Unavailable).
+func (n *Node) Propose(ctx context.Context, env fsm.Envelope) (fsm.Result, error) {
+	pr := &proposal{env: env, size: len(env.Body) + 256, done: make(chan fsm.Result, 1)}
+	select {
+	case n.prop.queue <- pr:
+	case <-ctx.Done():
+		return fsm.Result{}, errs.New(errs.Unavailable, "request timed out before it was submitted")
+	case <-n.shutdownCh:
+		return fsm.Result{}, errs.New(errs.Unavailable, "node is shutting down")
+	}
+	select {
+	case res := <-pr.done:
+		if res.Err != nil && res.Err.Code == errs.Unavailable && res.Index == 0 {
+			return res, res.Err
+		}
+		return res, nil
+	case <-ctx.Done():
+		return fsm.Result{}, errs.New(errs.Unavailable, "timed out waiting for the write to commit; its outcome is unknown")
+	}
+}
+
+func (p *proposer) loop() {
+	for {
+		var first *proposal
+		select {
+		case first = <-p.queue:
+		case <-p.stop:
+			p.failQueued()
+			return
+		}
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.stop:
+			first.done <- unavailable("node is shutting down")
+			p.failQueued()
+			return
+		}
+		batch := []*proposal{first}
+		size := first.size
+	fill:
+		for len(batch) < maxBatchCmds && size < maxBatchBytes {
+			select {
+			case pr := <-p.queue:
+				batch = append(batch, pr)
+				size += pr.size
+			default:
+				break fill
+			}
+		}
+		go func() {
+			defer func() { <-p.slots }()
+			p.submit(batch)
+		}()
+	}
+}
+
+func (p *proposer) failQueued() {
+	for {
+		select {
+		case pr := <-p.queue:
+			pr.done <- unavailable("node is shutting down")
+		default:
+			return
+		}
+	}
+}
+
+func unavailable(msg string) fsm.Result { return fsm.Result{Err: errs.New(errs.Unavailable, "%s", msg)} }
+
+func (p *proposer) submit(batch []*proposal) {
+	envs := make([]fsm.Envelope, len(batch))
+	for i, pr := range batch {
+		envs[i] = pr.env
+	}
+	results, err := p.n.commit(envs)
+	for i, pr := range batch {
+		if err != nil {
+			pr.done <- fsm.Result{Err: errs.As(err)}
+			continue
+		}
+		pr.done <- results[i]
+	}
+}
+
+// commit applies envs as one Raft entry if this node leads, else forwards
+// them to the leader.
+func (n *Node) commit(envs []fsm.Envelope) ([]fsm.Result, error) {
+	if n.raft.State() == raft.Leader {
+		return n.applyBatch(envs)
+	}
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return nil, errs.New(errs.Unavailable, "no leader: the cluster has no quorum or is electing one")
+	}
+	if n.rpc == nil {
+		return nil, errs.New(errs.Unavailable, "not the leader")
+	}
+	body, err := msgpack.Marshal(envs)
+	if err != nil {
+		return nil, fmt.Errorf("encode forwarded commands: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	out, err := n.rpc.Call(ctx, string(addr), rpcForward, body)
+	if err != nil {
+		return nil, err
+	}
+	var results []fsm.Result
+	if err := msgpack.Unmarshal(out, &results); err != nil || len(results) != len(envs) {
+		return nil, errs.New(errs.Internal, "bad answer from the leader to forwarded commands")
+	}
+	return results, nil
+}
+
+func (n *Node) applyBatch(envs []fsm.Envelope) ([]fsm.Result, error) {
+	data, err := fsm.EncodeBatch(&fsm.Batch{Time: time.Now().UnixNano(), Cmds: envs})
+	if err != nil {
+		return nil, err
+	}
+	f := n.raft.Apply(data, applyTimeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, errs.New(errs.Unavailable, "lost leadership before the write was submitted; retry")
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, errs.New(errs.Unavailable, "leadership lost while committing; the write's outcome is unknown")
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, errs.New(errs.Unavailable, "node is shutting down")
+		}
+		return nil, errs.New(errs.Unavailable, "commit failed: %v", err)
+	}
+	results, ok := f.Response().([]fsm.Result)
+	if !ok || len(results) != len(envs) {
+		return nil, errs.New(errs.Internal, "unexpected apply response")
+	}
+	return results, nil
+}

@@ -1,0 +1,127 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/errs"
+	"github.com/cofferhq/coffer/fsm"
+	"github.com/hashicorp/raft"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Forwarding RPC methods on the cluster port.
+const (
+	rpcForward   uint8 = 1 // []fsm.Envelope -> []fsm.Result
+	rpcReadIndex uint8 = 2 // -> uint64 commit index, after confirming leadership
+	rpcStatus    uint8 = 3 // -> nodeStatus
+	rpcRestore   uint8 = 4 // snapshot file -> nothing
+)
+
+type nodeStatus struct {
+	NodeID       string `msgpack:"id"`
+	AppliedIndex uint64 `msgpack:"ai"`
+	LastContact  int64  `msgpack:"lc"` // unix nanos of last leader contact, 0 if leader/never
+	HTTPAddr     string `msgpack:"http"`
+}
+
+func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte, error) {
+	switch method {
+	case rpcForward:
+		var envs []fsm.Envelope
+		if err := msgpack.Unmarshal(body, &envs); err != nil {
+			return nil, errs.New(errs.InvalidArgument, "bad forwarded commands: %v", err)
+		}
+		if n.raft.State() != raft.Leader {
+			return nil, errs.New(errs.Unavailable, "not the leader (leadership moved); retry")
+		}
+		results := n.proposeAll(ctx, envs)
+		return msgpack.Marshal(results)
+	case rpcReadIndex:
+		idx, err := n.leaderReadIndex()
+		if err != nil {
+			return nil, err
+		}
+		return msgpack.Marshal(idx)
+	case rpcStatus:
+		return msgpack.Marshal(n.status())
+	case rpcRestore:
+		if err := n.restoreOnLeader(body); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return nil, errs.New(errs.InvalidArgument, "unknown rpc method %d", method)
+}
+
+// proposeAll submits forwarded commands to this leader's own proposer, so
+// they coalesce with local ones, and waits for every result.
+func (n *Node) proposeAll(ctx context.Context, envs []fsm.Envelope) []fsm.Result {
+	results := make([]fsm.Result, len(envs))
+	done := make(chan struct{}, len(envs))
+	for i := range envs {
+		go func(i int) {
+			res, err := n.Propose(ctx, envs[i])
+			if err != nil {
+				res = fsm.Result{Err: errs.As(err)}
+			}
+			results[i] = res
+			done <- struct{}{}
+		}(i)
+	}
+	for range envs {
+		<-done
+	}
+	return results
+}
+
+func (n *Node) status() nodeStatus {
+	st := nodeStatus{NodeID: n.cfg.NodeID, AppliedIndex: n.raft.AppliedIndex(), HTTPAddr: n.cfg.HTTPAddr}
+	if lc := n.raft.LastContact(); !lc.IsZero() && n.raft.State() != raft.Leader {
+		st.LastContact = lc.UnixNano()
+	}
+	return st
+}
+
+// leaderReadIndex confirms leadership with a quorum and returns the commit
+// index a linearizable read must wait for.
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, errs.New(errs.Unavailable, "not the leader")
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, errs.New(errs.Unavailable, "could not confirm leadership: %v", err)
+	}
+	return idx, nil
+}
+
+func (n *Node) callLeader(ctx context.Context, method uint8, body []byte) ([]byte, error) {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return nil, errs.New(errs.Unavailable, "no leader: the cluster has no quorum or is electing one")
+	}
+	if n.rpc == nil {
+		return nil, errs.New(errs.Unavailable, "no cluster transport")
+	}
+	return n.rpc.Call(ctx, string(addr), method, body)
+}
+
+func (n *Node) peerStatus(ctx context.Context, id, addr string) (nodeStatus, error) {
+	var st nodeStatus
+	if id == n.cfg.NodeID {
+		return n.status(), nil
+	}
+	if n.rpc == nil {
+		return st, fmt.Errorf("no cluster transport")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	out, err := n.rpc.Call(ctx, addr, rpcStatus, nil)
+	if err != nil {
+		return st, err
+	}
+	err = msgpack.Unmarshal(out, &st)
+	return st, err
+}

@@ -1,0 +1,327 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults; tests shorten them through listen's config.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	// Server side idle limit for RPC connections. It must stay well above the
+	// client's idle limit so the client, not the server, retires idle pooled
+	// connections; otherwise a request could race a server-side close.
+	defaultServerIdleTimeout = 5 * time.Minute
+	// Once a frame has started arriving, the rest must follow within this.
+	defaultFrameTimeout = time.Minute
+	// Virtual listeners queue this many routed connections before the router
+	// starts waiting (bounded by the handshake timeout) for an Accept.
+	acceptBacklog = 64
+)
+
+type muxConfig struct {
+	handshakeTimeout  time.Duration
+	serverIdleTimeout time.Duration
+	frameTimeout      time.Duration
+}
+
+func defaultMuxConfig() muxConfig {
+	return muxConfig{
+		handshakeTimeout:  defaultHandshakeTimeout,
+		serverIdleTimeout: defaultServerIdleTimeout,
+		frameTimeout:      defaultFrameTimeout,
+	}
+}
+
+// Mux owns the cluster port: one TCP listener whose connections are routed by
+// their first byte to Raft's stream layer or to the forwarding RPC server.
+type Mux struct {
+	ln        net.Listener
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	logger    hclog.Logger
+	cfg       muxConfig
+
+	raftLn *virtualListener
+	rpcLn  *virtualListener
+
+	// ctx is the parent of every RPC handler context; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup // accept loops and routers; not handlers
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{} // being routed or serving RPC; closed by Close
+	serving bool                  // ServeRPC was called
+}
+
+// Listen opens the cluster port on addr and starts routing connections.
+// serverTLS, if non-nil, is used to handshake every accepted connection (set
+// ClientAuth to tls.RequireAndVerifyClientCert for mutual TLS); clientTLS, if
+// non-nil, is used by RaftLayer's Dial. Nil configs mean plaintext.
+func Listen(addr string, serverTLS, clientTLS *tls.Config, logger hclog.Logger) (*Mux, error) {
+	return listen(addr, serverTLS, clientTLS, logger, defaultMuxConfig())
+}
+
+func listen(addr string, serverTLS, clientTLS *tls.Config, logger hclog.Logger, cfg muxConfig) (*Mux, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.Named("transport")
+	if serverTLS != nil && serverTLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		// Not fatal (a deployment may terminate trust elsewhere), but anyone
+		// who can reach the port can then talk Raft.
+		logger.Warn("cluster TLS does not require client certificates; the cluster port is not mutually authenticated")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on cluster address %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Mux{
+		ln:        ln,
+		serverTLS: serverTLS,
+		clientTLS: clientTLS,
+		logger:    logger,
+		cfg:       cfg,
+		ctx:       ctx,
+		cancel:    cancel,
+		closed:    make(chan struct{}),
+		conns:     make(map[net.Conn]struct{}),
+	}
+	m.raftLn = newVirtualListener(m, ln.Addr())
+	m.rpcLn = newVirtualListener(m, ln.Addr())
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m, nil
+}
+
+// Addr returns the address the cluster port is bound to.
+func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
+
+// Close stops the listener, makes both virtual listeners' Accept fail,
+// cancels running RPC handlers' contexts and closes RPC connections and those
+// still being routed. Raft connections already handed over belong to Raft's
+// transport, which closes them itself.
+func (m *Mux) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		// closed flips under mu so track and ServeRPC, which check it under
+		// mu, never register work after this point.
+		m.mu.Lock()
+		close(m.closed)
+		for c := range m.conns {
+			c.Close()
+		}
+		m.mu.Unlock()
+		m.cancel()
+		err = m.ln.Close()
+		m.raftLn.Close()
+		m.rpcLn.Close()
+		m.wg.Wait()
+	})
+	return err
+}
+
+func (m *Mux) isClosed() bool {
+	select {
+	case <-m.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// track registers a connection so Close can interrupt it; it reports false
+// (and closes c) if the mux is already closed.
+func (m *Mux) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.isClosed() {
+		c.Close()
+		return false
+	}
+	m.conns[c] = struct{}{}
+	return true
+}
+
+func (m *Mux) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.conns, c)
+	m.mu.Unlock()
+}
+
+func (m *Mux) acceptLoop() {
+	defer m.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			if m.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient failures (EMFILE...) must not kill the cluster port;
+			// back off like net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			m.logger.Error("accept failed; retrying", "error", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-m.closed:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if !m.track(c) {
+			return
+		}
+		m.wg.Add(1)
+		go m.route(c)
+	}
+}
+
+// route handshakes c and reads its first byte under a deadline, so a silent
+// or slow client cannot pin this goroutine, then hands it to a virtual
+// listener.
+func (m *Mux) route(raw net.Conn) {
+	defer m.wg.Done()
+	remote := raw.RemoteAddr().String()
+	c := raw
+	if err := raw.SetDeadline(time.Now().Add(m.cfg.handshakeTimeout)); err != nil {
+		m.drop(raw, raw)
+		return
+	}
+	if m.serverTLS != nil {
+		tc := tls.Server(raw, m.serverTLS)
+		if err := tc.Handshake(); err != nil {
+			// Timeouts and hang-ups are noise (port scanners, health checks);
+			// a certificate problem usually means a misconfigured peer.
+			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || m.isClosed() {
+				m.logger.Debug("TLS handshake failed", "remote", remote, "error", err)
+			} else {
+				m.logger.Warn("TLS handshake failed", "remote", remote, "error", err)
+			}
+			m.drop(raw, raw)
+			return
+		}
+		c = tc
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		m.logger.Debug("reading protocol byte failed", "remote", remote, "error", err)
+		m.drop(raw, c)
+		return
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		m.drop(raw, c)
+		return
+	}
+	var vl *virtualListener
+	switch b[0] {
+	case ByteRaft:
+		vl = m.raftLn
+	case ByteRPC:
+		vl = m.rpcLn
+	default:
+		m.logger.Debug("closing connection with unknown protocol byte", "remote", remote, "byte", b[0])
+		m.drop(raw, c)
+		return
+	}
+	// Swap the tracked raw conn for the routed one: a raft conn is Raft's to
+	// close from now on; an RPC conn is re-tracked by the RPC server.
+	m.untrack(raw)
+	if !vl.deliver(c, m.cfg.handshakeTimeout) {
+		m.logger.Debug("no acceptor for routed connection; closing", "remote", remote, "byte", b[0])
+		c.Close()
+	}
+}
+
+func (m *Mux) drop(raw, c net.Conn) {
+	m.untrack(raw)
+	c.Close()
+}
+
+// virtualListener is a net.Listener fed by the router instead of the kernel.
+type virtualListener struct {
+	m         *Mux
+	addr      net.Addr
+	ch        chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newVirtualListener(m *Mux, addr net.Addr) *virtualListener {
+	return &virtualListener{m: m, addr: addr, ch: make(chan net.Conn, acceptBacklog), done: make(chan struct{})}
+}
+
+// deliver queues c for Accept, waiting at most wait: with nobody accepting
+// (RaftLayer or ServeRPC never called, or closed) the connection is refused
+// rather than held forever.
+func (l *virtualListener) deliver(c net.Conn, wait time.Duration) bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case l.ch <- c:
+		// Close may have drained the queue just before this send landed;
+		// drain again so the connection is not leaked.
+		select {
+		case <-l.done:
+			l.drain()
+		default:
+		}
+		return true
+	case <-l.done:
+		return false
+	case <-t.C:
+		return false
+	}
+}
+
+func (l *virtualListener) drain() {
+	for {
+		select {
+		case c := <-l.ch:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+func (l *virtualListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+	}
+}
+
+// Close stops this virtual listener only; the cluster port stays open for
+// the other protocol. Queued, never-accepted connections are closed.
+func (l *virtualListener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.drain()
+	})
+	return nil
+}
+
+func (l *virtualListener) Addr() net.Addr { return l.addr }
