@@ -187,4 +187,3 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.publish(st)
 	return nil
 }
-

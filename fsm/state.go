@@ -164,7 +164,7 @@ type State struct {
 	Initialized     bool // root token created
 	Secrets         *iradix.Tree[*Secret]
 	Keys            *iradix.Tree[*Key]
-	Tokens          *iradix.Tree[*Token]  // by accessor
+	Tokens          *iradix.Tree[*Token] // by accessor
 	TokenHashes     *iradix.Tree[string] // hash -> accessor
 	AuditHead       audit.Head
 	VersionCount    int // stored versions (enabled or destroyed), for metrics

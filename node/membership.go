@@ -41,11 +41,11 @@ type gossipDelegate struct {
 	firstSeen map[string]time.Time // node id -> first time seen alive (for stabilization)
 }
 
-func (d *gossipDelegate) NodeMeta(limit int) []byte             { return d.meta }
-func (d *gossipDelegate) NotifyMsg([]byte)                      {}
+func (d *gossipDelegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *gossipDelegate) NotifyMsg([]byte)                           {}
 func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *gossipDelegate) LocalState(join bool) []byte           { return nil }
-func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool) {}
+func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // NotifyAlive refuses peers of another cluster (another root key).
 func (d *gossipDelegate) NotifyAlive(peer *memberlist.Node) error {

@@ -115,7 +115,9 @@ func (p *proposer) failQueued() {
 	}
 }
 
-func unavailable(msg string) fsm.Result { return fsm.Result{Err: errs.New(errs.Unavailable, "%s", msg)} }
+func unavailable(msg string) fsm.Result {
+	return fsm.Result{Err: errs.New(errs.Unavailable, "%s", msg)}
+}
 
 func (p *proposer) submit(batch []*proposal) {
 	envs := make([]fsm.Envelope, len(batch))
