@@ -18,9 +18,10 @@ func TestMatchPath(t *testing.T) {
 		{"/a/b", "/a/b/c", false},
 		{"/a/b", "/a", false},
 		{"/a/b", "", false},
-		{"/a/*", "/a/b", true},         // depth 1
-		{"/a/*", "/a/b/c/d", true},     // depth 3
-		{"/a/*", "/a", false},          // not the prefix itself
+		{"/a/*", "/a/b", true},     // depth 1
+		{"/a/*", "/a/b/c/d", true}, // depth 3
+		{"/a/*", "/a", false},      // not the prefix itself
+		{"/a/*", "/a/", false},
 		{"/a/*", "/ab/c", false},       // whole segments only
 		{"/a/*", "/ab", false},         //
 		{"/a/*", "/b/a/c", false},      // anchored at the root

@@ -64,14 +64,22 @@ func (s *Server) listSecrets(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, rc, st, evList, req.Prefix, nil); err != nil {
+	// A listing is allowed when the caller may list the folder itself or
+	// what lies below it ("/app/*" covers "/app/" and "/app/x"); each
+	// secret and folder returned must itself be listable.
+	mayList := func(p string) bool { return s.decide(rc, st, rc.action, p, nil).Allowed }
+	probe := req.Prefix
+	if !mayList(probe) {
+		probe = req.Prefix + "x"
+	}
+	if err := s.authorize(ctx, rc, st, evList, probe, nil); err != nil {
 		return nil, err
 	}
-	var keep func(*fsm.Secret) bool
+	keep := func(sec *fsm.Secret) bool { return mayList(sec.Path) }
 	if req.KeyState == "inactive" {
 		keep = func(sec *fsm.Secret) bool {
 			k, ok := st.Key(sec.KMSKey)
-			return !ok || k.State != fsm.KeyEnabled
+			return (!ok || k.State != fsm.KeyEnabled) && mayList(sec.Path)
 		}
 	}
 	page, err := st.List(req.Prefix, req.Recursive, req.PageSize, req.PageToken, keep)
@@ -81,9 +89,12 @@ func (s *Server) listSecrets(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	if err := s.auditNow(ctx, rc, s.ok(rc, evList, req.Prefix)); err != nil {
 		return nil, err
 	}
-	resp := &apitypes.ListSecretsResponse{Secrets: make([]apitypes.Secret, 0, len(page.Secrets)), Folders: page.Folders, NextPageToken: page.Next, Index: st.Index}
-	if resp.Folders == nil {
-		resp.Folders = []string{}
+	resp := &apitypes.ListSecretsResponse{Secrets: make([]apitypes.Secret, 0, len(page.Secrets)), NextPageToken: page.Next, Index: st.Index}
+	resp.Folders = []string{}
+	for _, f := range page.Folders {
+		if mayList(f) || mayList(f+"x") {
+			resp.Folders = append(resp.Folders, f)
+		}
 	}
 	for _, sec := range page.Secrets {
 		resp.Secrets = append(resp.Secrets, sec.Meta(false))

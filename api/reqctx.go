@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,28 +168,20 @@ func (s *Server) decide(rc *reqCtx, st *fsm.State, action, path string, sec *fsm
 		return acl.Decision{Reason: "no token"}
 	}
 	now := time.Now()
-	pols := resolvePolicies(st, rc.token.Policies)
+	if fsm.RequiresAdmin(action) && !slices.Contains(rc.token.Policies, acl.PolicyAdmin) {
+		return acl.Decision{Reason: action + " needs the admin policy"}
+	}
+	pols := fsm.ResolvePolicies(st.Policy, rc.token.Policies)
 	d := acl.Evaluate(pols, acl.Request{Action: action, Path: path, Source: rc.source, Time: now})
 	if !d.Allowed {
 		return d
 	}
-	if sec != nil && sec.AccessPolicy != nil && action != "describeSecret" && action != "listSecrets" {
+	if sec != nil && sec.AccessPolicy != nil && !fsm.IgnoresAccessPolicy(action) {
 		if ok, why := acl.CheckAccessPolicy(sec.AccessPolicy, rc.source, now); !ok {
 			return acl.Decision{Reason: why}
 		}
 	}
 	return d
-}
-
-func resolvePolicies(st *fsm.State, names []string) []*acl.Policy {
-	builtin := acl.BuiltinPolicies()
-	out := make([]*acl.Policy, 0, len(names))
-	for _, n := range names {
-		if p, ok := builtin[n]; ok {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // auditNow commits audit entries of a read, a denial or a failed request

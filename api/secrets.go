@@ -111,6 +111,15 @@ func (s *Server) submit(ctx context.Context, rc *reqCtx, t fsm.CmdType, body any
 	if err != nil {
 		return fsm.Result{}, err
 	}
+	// Apply re-checks the caller's authorization for the request's action
+	// on the path of its first audit entry (the secret it acts on).
+	env.Action = rc.action
+	if len(entries) > 0 {
+		env.Path = entries[0].Path
+	}
+	if rc.source.IsValid() {
+		env.Source = rc.source.String()
+	}
 	res, err := s.n.Propose(ctx, env)
 	if err != nil {
 		return res, err

@@ -28,8 +28,11 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// knownPolicy reports whether a policy exists (built-in for now).
-func knownPolicy(st *fsm.State, name string) bool { return acl.IsBuiltin(name) }
+// knownPolicy reports whether a policy exists (built-in or custom).
+func knownPolicy(st *fsm.State, name string) bool {
+	_, ok := st.Policy(name)
+	return ok
+}
 
 func (s *Server) createToken(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
 	var req apitypes.CreateTokenRequest

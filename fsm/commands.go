@@ -31,6 +31,8 @@ const (
 	CmdAuditOnly      CmdType = 8
 	CmdCreateToken    CmdType = 9
 	CmdRevokeToken    CmdType = 10
+	CmdPutPolicy      CmdType = 11
+	CmdDeletePolicy   CmdType = 12
 )
 
 // Batch is one log entry: commands applied in order at the leader's time.
@@ -43,9 +45,15 @@ type Batch struct {
 // token must still be valid at apply time, and the audit entries the command
 // produces (Apply fills time, result, version, seq and hash).
 type Envelope struct {
-	Type   CmdType               `msgpack:"t"`
-	Body   []byte                `msgpack:"b"`
-	Caller string                `msgpack:"c,omitempty"` // token accessor; "" = no token check
+	Type   CmdType `msgpack:"t"`
+	Body   []byte  `msgpack:"b"`
+	Caller string  `msgpack:"c,omitempty"` // token accessor; "" = no token check
+	// Authorization re-checked at apply time against the replicated state
+	// and the leader's clock, so a token revoked or a policy changed between
+	// the check on the receiving node and the commit can't slip a write in.
+	Action string                `msgpack:"ac,omitempty"` // API action name; "" = no policy check
+	Path   string                `msgpack:"p,omitempty"`
+	Source string                `msgpack:"ip,omitempty"`
 	Audit  []apitypes.AuditEntry `msgpack:"a,omitempty"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cofferhq/coffer/acl"
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/audit"
 	"github.com/cofferhq/coffer/errs"
@@ -116,6 +117,7 @@ type txn struct {
 	keys    *iradix.Txn[*Key]
 	tokens  *iradix.Txn[*Token]
 	hashes  *iradix.Txn[string]
+	pols    *iradix.Txn[*acl.Policy]
 	meta    State // scalar fields (cluster id, head, counters)
 	entries []apitypes.AuditEntry
 }
@@ -124,7 +126,7 @@ func newTxn(base *State, now int64) *txn {
 	return &txn{
 		base: base, now: now,
 		secrets: base.Secrets.Txn(), keys: base.Keys.Txn(), tokens: base.Tokens.Txn(), hashes: base.TokenHashes.Txn(),
-		meta: *base,
+		pols: base.Policies.Txn(), meta: *base,
 	}
 }
 
@@ -135,16 +137,12 @@ func (t *txn) commit(index uint64) *State {
 	st.Keys = t.keys.CommitOnly()
 	st.Tokens = t.tokens.CommitOnly()
 	st.TokenHashes = t.hashes.CommitOnly()
+	st.Policies = t.pols.CommitOnly()
 	return &st
 }
 
 func (t *txn) applyEnvelope(env *Envelope) Result {
-	var res Result
-	if env.Caller != "" {
-		if tok, ok := t.tokens.Get([]byte(env.Caller)); !ok || tok.Expired(t.now) {
-			res.Err = errs.New(errs.Unauthenticated, "token was revoked or has expired")
-		}
-	}
+	res := Result{Err: t.authorize(env)}
 	if res.Err == nil {
 		res = t.dispatch(env)
 	}
@@ -174,6 +172,10 @@ func (t *txn) dispatch(env *Envelope) Result {
 		return run(env, t.createToken)
 	case CmdRevokeToken:
 		return run(env, t.revokeToken)
+	case CmdPutPolicy:
+		return run(env, t.putPolicy)
+	case CmdDeletePolicy:
+		return run(env, t.deletePolicy)
 	}
 	panic(fmt.Sprintf("fsm: unknown command type %d", env.Type))
 }
@@ -197,7 +199,7 @@ func (t *txn) audit(env *Envelope, res *Result) {
 			case res.Err == nil:
 				e.Result = apitypes.ResultOK
 			case res.Err.Code == errs.PermissionDenied:
-				e.Result, e.ErrorCode = apitypes.ResultDenied, string(res.Err.Code)
+				e.Result, e.ErrorCode, e.Reason = apitypes.ResultDenied, string(res.Err.Code), res.Err.Message
 			default:
 				e.Result, e.ErrorCode = apitypes.ResultError, string(res.Err.Code)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cofferhq/coffer/acl"
 	"github.com/cofferhq/coffer/audit"
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
@@ -23,6 +24,7 @@ const (
 	recSecret byte = 'S'
 	recKey    byte = 'K'
 	recToken  byte = 'T'
+	recPolicy byte = 'P'
 	recEnd    byte = 'E'
 )
 
@@ -38,6 +40,7 @@ type SnapshotHeader struct {
 	Secrets         int        `msgpack:"ns"`
 	Keys            int        `msgpack:"nk"`
 	Tokens          int        `msgpack:"nt"`
+	Policies        int        `msgpack:"np"`
 }
 
 type snapshot struct {
@@ -77,7 +80,7 @@ func WriteState(w io.Writer, st *State) error {
 	hdr := SnapshotHeader{
 		Format: snapshotFormat, ClusterID: st.ClusterID, RootFingerprint: st.RootFingerprint,
 		Initialized: st.Initialized, Index: st.Index, AuditHead: st.AuditHead, VersionCount: st.VersionCount,
-		Secrets: st.Secrets.Len(), Keys: st.Keys.Len(), Tokens: st.Tokens.Len(),
+		Secrets: st.Secrets.Len(), Keys: st.Keys.Len(), Tokens: st.Tokens.Len(), Policies: st.Policies.Len(),
 	}
 	if err := enc.Encode(&hdr); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
@@ -95,6 +98,9 @@ func WriteState(w io.Writer, st *State) error {
 	}
 	if err == nil {
 		st.Tokens.Root().Walk(func(_ []byte, v *Token) bool { return put(recToken, v) })
+	}
+	if err == nil {
+		st.Policies.Root().Walk(func(_ []byte, v *acl.Policy) bool { return put(recPolicy, v) })
 	}
 	if err == nil {
 		err = enc.EncodeUint8(recEnd)
@@ -126,7 +132,7 @@ func ReadState(r io.Reader) (*State, error) {
 	st := emptyState()
 	st.ClusterID, st.RootFingerprint, st.Initialized = hdr.ClusterID, hdr.RootFingerprint, hdr.Initialized
 	st.Index, st.AuditHead, st.VersionCount = hdr.Index, hdr.AuditHead, hdr.VersionCount
-	secrets, keys, tokens, hashes := st.Secrets.Txn(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn()
+	secrets, keys, tokens, hashes, pols := st.Secrets.Txn(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn(), st.Policies.Txn()
 	for {
 		typ, err := dec.DecodeUint8()
 		if err != nil {
@@ -152,9 +158,16 @@ func ReadState(r io.Reader) (*State, error) {
 			}
 			tokens.Insert([]byte(t.Accessor), &t)
 			hashes.Insert([]byte(t.Hash), t.Accessor)
+		case recPolicy:
+			var p acl.Policy
+			if err := dec.Decode(&p); err != nil {
+				return nil, fmt.Errorf("read policy record: %w", err)
+			}
+			pols.Insert([]byte(p.Name), &p)
 		case recEnd:
 			st.Secrets, st.Keys, st.Tokens, st.TokenHashes = secrets.CommitOnly(), keys.CommitOnly(), tokens.CommitOnly(), hashes.CommitOnly()
-			if st.Secrets.Len() != hdr.Secrets || st.Keys.Len() != hdr.Keys || st.Tokens.Len() != hdr.Tokens {
+			st.Policies = pols.CommitOnly()
+			if st.Secrets.Len() != hdr.Secrets || st.Keys.Len() != hdr.Keys || st.Tokens.Len() != hdr.Tokens || st.Policies.Len() != hdr.Policies {
 				return nil, errors.New("snapshot is truncated or corrupt: record counts do not match its header")
 			}
 			return st, nil

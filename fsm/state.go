@@ -3,6 +3,7 @@ package fsm
 import (
 	"time"
 
+	"github.com/cofferhq/coffer/acl"
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/audit"
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
@@ -166,6 +167,7 @@ type State struct {
 	Keys            *iradix.Tree[*Key]
 	Tokens          *iradix.Tree[*Token] // by accessor
 	TokenHashes     *iradix.Tree[string] // hash -> accessor
+	Policies        *iradix.Tree[*acl.Policy]
 	AuditHead       audit.Head
 	VersionCount    int // stored versions (enabled or destroyed), for metrics
 }
@@ -176,6 +178,7 @@ func emptyState() *State {
 		Keys:        iradix.New[*Key](),
 		Tokens:      iradix.New[*Token](),
 		TokenHashes: iradix.New[string](),
+		Policies:    iradix.New[*acl.Policy](),
 	}
 }
 

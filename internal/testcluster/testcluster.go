@@ -33,10 +33,11 @@ type Node struct {
 	GossipAddr  string
 	URL         string
 
-	mu   sync.Mutex
-	n    *node.Node
-	srv  *http.Server
-	logf *os.File
+	mu      sync.Mutex
+	n       *node.Node
+	srv     *http.Server
+	logf    *os.File
+	started bool // started at least once (only node 0's first start bootstraps)
 }
 
 // Node returns the running node (nil when killed).
@@ -51,11 +52,13 @@ func (tn *Node) Running() bool { return tn.Node() != nil }
 
 // Cluster is a set of test nodes sharing one root key.
 type Cluster struct {
-	t         testing.TB
-	Nodes     []*Node
-	RootKeys  *kms.RootKeys
-	RootToken string
-	opts      Options
+	t        testing.TB
+	Nodes    []*Node
+	RootKeys *kms.RootKeys
+	// RootKeyLine is the root key file's content (base64 of the 32-byte key).
+	RootKeyLine string
+	RootToken   string
+	opts        Options
 }
 
 // Options tune a test cluster.
@@ -82,6 +85,7 @@ func New(t testing.TB, n int, opt ...Options) *Cluster {
 	if c.RootKeys, err = kms.ParseRootKeys([]byte(line)); err != nil {
 		t.Fatal(err)
 	}
+	c.RootKeyLine = line
 	base := t.TempDir()
 	for i := 0; i < n; i++ {
 		dir := filepath.Join(base, fmt.Sprintf("n%d", i))
@@ -141,16 +145,24 @@ func (c *Cluster) Start(i int) {
 		c.t.Fatal(err)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: tn.ID, Level: hclog.Debug, Output: logf})
+	tn.mu.Lock()
+	first := !tn.started
+	tn.started = true
+	tn.mu.Unlock()
+	// Only the very first start of node 0 forms the cluster: a wiped node 0
+	// must rejoin the existing cluster, not bootstrap a new one.
+	bootstrap := i == 0 && first
 	cfg := node.Config{
 		NodeID: tn.ID, DataDir: tn.DataDir, HTTPAddr: tn.HTTPAddr, ClusterAddr: tn.ClusterAddr,
-		GossipAddr: tn.GossipAddr, Bootstrap: i == 0, RootKeys: c.RootKeys, AuditFile: tn.AuditFile,
+		GossipAddr: tn.GossipAddr, Bootstrap: bootstrap, RootKeys: c.RootKeys, AuditFile: tn.AuditFile,
 		Logger: logger, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, StabilizationPeriod: 300 * time.Millisecond,
 		ReconcileInterval: 100 * time.Millisecond, GossipProbe: 200 * time.Millisecond,
 		SnapshotThreshold: c.opts.SnapshotThreshold, TrailingLogs: c.opts.TrailingLogs,
 	}
-	if i != 0 {
-		cfg.Join = []string{c.Nodes[0].GossipAddr}
+	if !bootstrap {
+		// Every other node (node 0 first): a restarted or wiped node 0 must
+		// find the cluster too.
 		for _, o := range c.Nodes {
 			if o != tn {
 				cfg.Join = append(cfg.Join, o.GossipAddr)
