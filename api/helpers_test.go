@@ -70,15 +70,15 @@ func startDev(t testing.TB) *devServer {
 	}
 }
 
-// answer is one HTTP answer.
-type answer struct {
+// apiAnswer is one HTTP answer.
+type apiAnswer struct {
 	Status int
 	Header http.Header
 	Body   []byte
 }
 
 // do sends one request. authz is the literal Authorization header ("" for none).
-func (ds *devServer) do(t testing.TB, method, urlPath, authz string, body []byte) answer {
+func (ds *devServer) do(t testing.TB, method, urlPath, authz string, body []byte) apiAnswer {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -103,18 +103,18 @@ func (ds *devServer) do(t testing.TB, method, urlPath, authz string, body []byte
 	if err != nil {
 		t.Fatalf("%s %s: read answer: %v", method, urlPath, err)
 	}
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return apiAnswer{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
 func (ds *devServer) bearer() string { return "Bearer " + ds.Root }
 
 // post sends POST /v1/<action> with the root token and a raw body.
-func (ds *devServer) post(t testing.TB, action string, body []byte) answer {
+func (ds *devServer) post(t testing.TB, action string, body []byte) apiAnswer {
 	t.Helper()
 	return ds.do(t, http.MethodPost, "/v1/"+action, ds.bearer(), body)
 }
 
-func mustJSON(t testing.TB, v any) []byte {
+func jsonBody(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -125,11 +125,11 @@ func mustJSON(t testing.TB, v any) []byte {
 
 // call posts body (marshalled) as root and requires 200; the answer is
 // decoded strictly into out when out is non-nil.
-func (ds *devServer) call(t testing.TB, action string, body any, out any) answer {
+func (ds *devServer) call(t testing.TB, action string, body any, out any) apiAnswer {
 	t.Helper()
-	a := ds.post(t, action, mustJSON(t, body))
+	a := ds.post(t, action, jsonBody(t, body))
 	if a.Status != http.StatusOK {
-		t.Fatalf("%s %s: want 200, got %d %s", action, mustJSON(t, body), a.Status, a.Body)
+		t.Fatalf("%s %s: want 200, got %d %s", action, jsonBody(t, body), a.Status, a.Body)
 	}
 	a.checkCommon(t)
 	if out != nil {
@@ -141,12 +141,12 @@ func (ds *devServer) call(t testing.TB, action string, body any, out any) answer
 // fail posts body as root and requires an error answer with status/code.
 func (ds *devServer) fail(t testing.TB, action string, body any, status int, code errs.Code) apitypes.ErrorDetail {
 	t.Helper()
-	a := ds.post(t, action, mustJSON(t, body))
+	a := ds.post(t, action, jsonBody(t, body))
 	return a.wantError(t, status, code)
 }
 
 // strictJSON decodes the answer, refusing unknown fields and trailing data.
-func (a answer) strictJSON(t testing.TB, out any) {
+func (a apiAnswer) strictJSON(t testing.TB, out any) {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(a.Body))
 	dec.DisallowUnknownFields()
@@ -159,12 +159,12 @@ func (a answer) strictJSON(t testing.TB, out any) {
 }
 
 // keys returns the sorted top-level keys of a JSON object answer.
-func (a answer) keys(t testing.TB) []string {
+func (a apiAnswer) keys(t testing.TB) []string {
 	t.Helper()
-	return objectKeys(t, a.Body)
+	return jsonObjectKeys(t, a.Body)
 }
 
-func objectKeys(t testing.TB, raw []byte) []string {
+func jsonObjectKeys(t testing.TB, raw []byte) []string {
 	t.Helper()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -178,9 +178,9 @@ func objectKeys(t testing.TB, raw []byte) []string {
 	return out
 }
 
-func wantKeys(t testing.TB, what string, raw []byte, want ...string) {
+func wantJSONKeys(t testing.TB, what string, raw []byte, want ...string) {
 	t.Helper()
-	got := objectKeys(t, raw)
+	got := jsonObjectKeys(t, raw)
 	sort.Strings(want)
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("%s: fields %v, want %v (in %s)", what, got, want, raw)
@@ -188,7 +188,7 @@ func wantKeys(t testing.TB, what string, raw []byte, want ...string) {
 }
 
 // checkCommon asserts what every JSON answer carries.
-func (a answer) checkCommon(t testing.TB) {
+func (a apiAnswer) checkCommon(t testing.TB) {
 	t.Helper()
 	if cc := a.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control = %q, want no-store (status %d)", cc, a.Status)
@@ -202,7 +202,7 @@ func (a answer) checkCommon(t testing.TB) {
 }
 
 // wantError checks an error answer: status, code, shape, non-empty message.
-func (a answer) wantError(t testing.TB, status int, code errs.Code) apitypes.ErrorDetail {
+func (a apiAnswer) wantError(t testing.TB, status int, code errs.Code) apitypes.ErrorDetail {
 	t.Helper()
 	a.checkCommon(t)
 	var eb apitypes.ErrorBody
@@ -233,7 +233,7 @@ func (ds *devServer) stateFingerprint(t testing.TB) string {
 		for _, s := range page.Secrets {
 			var d apitypes.DescribeSecretResponse
 			ds.call(t, "describeSecret", map[string]any{"path": s.Path}, &d)
-			fmt.Fprintf(&sb, "%s\n", mustJSON(t, d.Secret))
+			fmt.Fprintf(&sb, "%s\n", jsonBody(t, d.Secret))
 		}
 		if page.NextPageToken == "" {
 			break
@@ -242,14 +242,14 @@ func (ds *devServer) stateFingerprint(t testing.TB) string {
 	}
 	var toks apitypes.ListTokensResponse
 	ds.call(t, "listTokens", map[string]any{}, &toks)
-	fmt.Fprintf(&sb, "tokens %s\n", mustJSON(t, toks.Tokens))
+	fmt.Fprintf(&sb, "tokens %s\n", jsonBody(t, toks.Tokens))
 	return sb.String()
 }
 
-// enc is the standard, padded base64 of s.
-func enc(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+// stdb64 is the standard, padded base64 of s.
+func stdb64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-func jsonString(s string) string {
+func jsonQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }

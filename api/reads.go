@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
@@ -51,7 +52,12 @@ func (s *Server) listSecrets(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	if err := apitypes.ValidatePrefix(req.Prefix); err != nil {
 		return nil, invalid("%v", err)
 	}
-	if req.PageSize == 0 {
+	// page_size absent means the default; an explicit 0 is an error.
+	var given struct {
+		PageSize *int `json:"page_size"`
+	}
+	_ = json.Unmarshal(raw, &given)
+	if given.PageSize == nil {
 		req.PageSize = apitypes.DefaultPageSize
 	}
 	if req.PageSize < 1 || req.PageSize > apitypes.MaxPageSize {

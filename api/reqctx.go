@@ -134,6 +134,24 @@ func (s *Server) entry(rc *reqCtx, event, path string) apitypes.AuditEntry {
 	}
 }
 
+// stillValid checks the caller's token in the state the request is served
+// from: a read after min_index (or a leader read) must not be served to a
+// token revoked at or before that index.
+func (rc *reqCtx) stillValid(st *fsm.State) error {
+	if rc.token == nil {
+		return nil
+	}
+	tok, ok := st.Token(rc.token.Accessor)
+	if !ok {
+		return errs.New(errs.Unauthenticated, "invalid or revoked token")
+	}
+	if tok.Expired(time.Now().UnixNano()) {
+		return errs.New(errs.Unauthenticated, "token has expired")
+	}
+	rc.token = tok // policies may have changed
+	return nil
+}
+
 // caller is the accessor whose token Apply re-checks.
 func (rc *reqCtx) caller() string {
 	if rc.token == nil {
@@ -151,6 +169,9 @@ func (s *Server) authorize(ctx context.Context, rc *reqCtx, st *fsm.State, event
 // authorizeAs is authorize for an action other than the request's own (an
 // action that implies another, e.g. generateSecret with create: true).
 func (s *Server) authorizeAs(ctx context.Context, rc *reqCtx, st *fsm.State, action, event, path string, sec *fsm.Secret) error {
+	if err := rc.stillValid(st); err != nil {
+		return err
+	}
 	d := s.decide(rc, st, action, path, sec)
 	if d.Allowed {
 		return nil

@@ -1,6 +1,9 @@
 package apitypes
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Limits of SPEC §1–§2.
 const (
@@ -117,6 +120,24 @@ type DescribeSecretRequest struct {
 type DescribeSecretResponse struct {
 	Secret Secret `json:"secret"`
 	Index  uint64 `json:"index"`
+}
+
+// MarshalJSON always writes secret.versions, as an empty list when the
+// secret has none (Secret omits it in listings).
+func (r DescribeSecretResponse) MarshalJSON() ([]byte, error) {
+	type detail struct {
+		Secret
+		Versions []Version `json:"versions"`
+	}
+	d := detail{Secret: r.Secret, Versions: r.Secret.Versions}
+	if d.Versions == nil {
+		d.Versions = []Version{}
+	}
+	d.Secret.Versions = nil
+	return json.Marshal(struct {
+		Secret detail `json:"secret"`
+		Index  uint64 `json:"index"`
+	}{d, r.Index})
 }
 
 type ListSecretsRequest struct {

@@ -35,6 +35,20 @@ const (
 	CmdDeletePolicy   CmdType = 12
 )
 
+// Command types of the KMS key lifecycle (20–39, see keys.go). Never
+// renumber; add new ones at the end.
+const (
+	CmdCreateKey           CmdType = 20
+	CmdRotateKey           CmdType = 21
+	CmdDisableKey          CmdType = 22
+	CmdEnableKey           CmdType = 23
+	CmdScheduleKeyDeletion CmdType = 24
+	CmdCancelKeyDeletion   CmdType = 25
+	CmdDestroyKey          CmdType = 26
+	CmdRebindSecretKey     CmdType = 27
+	CmdRewrapRootKey       CmdType = 28
+)
+
 // Batch is one log entry: commands applied in order at the leader's time.
 type Batch struct {
 	Time int64      `msgpack:"t"` // leader's wall clock, unix nanoseconds
@@ -63,6 +77,7 @@ type Result struct {
 	Version uint64           `msgpack:"v,omitempty"`
 	Secret  *apitypes.Secret `msgpack:"s,omitempty"`
 	Index   uint64           `msgpack:"i,omitempty"`
+	Key     *apitypes.Key    `msgpack:"k,omitempty"` // KMS key actions
 }
 
 // SealedValue is an envelope-encrypted value as produced by kms.Seal.

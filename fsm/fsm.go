@@ -111,15 +111,17 @@ func (f *FSM) bumpIndex(index uint64) {
 
 // txn accumulates one log entry's changes over immutable trees.
 type txn struct {
-	base    *State
-	now     int64
-	secrets *iradix.Txn[*Secret]
-	keys    *iradix.Txn[*Key]
-	tokens  *iradix.Txn[*Token]
-	hashes  *iradix.Txn[string]
-	pols    *iradix.Txn[*acl.Policy]
-	meta    State // scalar fields (cluster id, head, counters)
-	entries []apitypes.AuditEntry
+	base     *State
+	now      int64
+	secrets  *iradix.Txn[*Secret]
+	keys     *iradix.Txn[*Key]
+	tokens   *iradix.Txn[*Token]
+	hashes   *iradix.Txn[string]
+	pols     *iradix.Txn[*acl.Policy]
+	bindings *iradix.Txn[struct{}] // key name + path (keys.go)
+	meta     State                 // scalar fields (cluster id, head, counters)
+	cur      *Envelope             // the command being applied
+	entries  []apitypes.AuditEntry
 }
 
 func newTxn(base *State, now int64) *txn {
@@ -127,6 +129,7 @@ func newTxn(base *State, now int64) *txn {
 		base: base, now: now,
 		secrets: base.Secrets.Txn(), keys: base.Keys.Txn(), tokens: base.Tokens.Txn(), hashes: base.TokenHashes.Txn(),
 		pols: base.Policies.Txn(), meta: *base,
+		bindings: base.Bindings.Txn(),
 	}
 }
 
@@ -138,10 +141,12 @@ func (t *txn) commit(index uint64) *State {
 	st.Tokens = t.tokens.CommitOnly()
 	st.TokenHashes = t.hashes.CommitOnly()
 	st.Policies = t.pols.CommitOnly()
+	st.Bindings = t.bindings.CommitOnly()
 	return &st
 }
 
 func (t *txn) applyEnvelope(env *Envelope) Result {
+	t.cur = env
 	res := Result{Err: t.authorize(env)}
 	if res.Err == nil {
 		res = t.dispatch(env)
@@ -176,6 +181,24 @@ func (t *txn) dispatch(env *Envelope) Result {
 		return run(env, t.putPolicy)
 	case CmdDeletePolicy:
 		return run(env, t.deletePolicy)
+	case CmdCreateKey:
+		return run(env, t.createKey)
+	case CmdRotateKey:
+		return run(env, t.rotateKey)
+	case CmdDisableKey:
+		return run(env, t.disableKey)
+	case CmdEnableKey:
+		return run(env, t.enableKey)
+	case CmdScheduleKeyDeletion:
+		return run(env, t.scheduleKeyDeletion)
+	case CmdCancelKeyDeletion:
+		return run(env, t.cancelKeyDeletion)
+	case CmdDestroyKey:
+		return run(env, t.destroyKey)
+	case CmdRebindSecretKey:
+		return run(env, t.rebindSecretKey)
+	case CmdRewrapRootKey:
+		return run(env, t.rewrapRootKey)
 	}
 	panic(fmt.Sprintf("fsm: unknown command type %d", env.Type))
 }
@@ -194,7 +217,7 @@ func run[C any](env *Envelope, fn func(*C) Result) Result {
 func (t *txn) audit(env *Envelope, res *Result) {
 	for _, e := range env.Audit {
 		e.Time = fromNanos(t.now)
-		if env.Type != CmdAuditOnly {
+		if env.Type != CmdAuditOnly || res.Err != nil {
 			switch {
 			case res.Err == nil:
 				e.Result = apitypes.ResultOK

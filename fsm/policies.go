@@ -58,29 +58,35 @@ func IgnoresAccessPolicy(action string) bool {
 // and that its policies (and the secret's access policy) still allow the
 // command, using the leader's timestamp.
 func (t *txn) authorize(env *Envelope) *errs.Error {
-	if env.Caller == "" {
+	return t.authorizeAs(env, env.Action)
+}
+
+// authorizeAs is authorize for an action the command implies besides its
+// own (generateSecret with create: true also needs createSecret).
+func (t *txn) authorizeAs(env *Envelope, action string) *errs.Error {
+	if env == nil || env.Caller == "" {
 		return nil
 	}
 	tok, ok := t.tokens.Get([]byte(env.Caller))
 	if !ok || tok.Expired(t.now) {
 		return errs.New(errs.Unauthenticated, "token was revoked or has expired")
 	}
-	if env.Action == "" {
+	if action == "" {
 		return nil
 	}
 	src, _ := netip.ParseAddr(env.Source)
 	if len(tok.SourceCIDRs) > 0 && !acl.InCIDRs(tok.SourceCIDRs, src) {
 		return errs.New(errs.Unauthenticated, "token may not be used from %s", env.Source)
 	}
-	if RequiresAdmin(env.Action) && !hasAdmin(tok.Policies) {
-		return errs.New(errs.PermissionDenied, "%s needs the admin policy", env.Action)
+	if RequiresAdmin(action) && !hasAdmin(tok.Policies) {
+		return errs.New(errs.PermissionDenied, "%s needs the admin policy", action)
 	}
 	now := fromNanos(t.now)
-	d := acl.Evaluate(ResolvePolicies(t.policy, tok.Policies), acl.Request{Action: env.Action, Path: env.Path, Source: src, Time: now})
+	d := acl.Evaluate(ResolvePolicies(t.policy, tok.Policies), acl.Request{Action: action, Path: env.Path, Source: src, Time: now})
 	if !d.Allowed {
 		return errs.New(errs.PermissionDenied, "%s", d.Reason)
 	}
-	if env.Path != "" && !IgnoresAccessPolicy(env.Action) {
+	if env.Path != "" && !IgnoresAccessPolicy(action) {
 		if sec, ok := t.getSecret(env.Path); ok && sec.AccessPolicy != nil {
 			if ok, why := acl.CheckAccessPolicy(sec.AccessPolicy, src, now); !ok {
 				return errs.New(errs.PermissionDenied, "%s", why)

@@ -66,6 +66,7 @@ func (t *txn) createSecret(c *CreateSecret) Result {
 		t.meta.VersionCount++
 	}
 	t.putSecret(s)
+	t.bind(s.KMSKey, s.Path)
 	m := s.Meta(false)
 	res.Secret = &m
 	return res
@@ -76,6 +77,9 @@ func (t *txn) putValue(c *PutValue) Result {
 	if !ok {
 		if !c.Create {
 			return Result{Err: errs.New(errs.NotFound, "secret %s not found", c.Path)}
+		}
+		if err := t.authorizeAs(t.cur, "createSecret"); err != nil {
+			return Result{Err: err}
 		}
 		return t.createSecret(&CreateSecret{Path: c.Path, UID: c.UID, KMSKey: c.Value.KMSKey, Value: &c.Value, Origin: c.Origin, CreatedBy: c.CreatedBy})
 	}
@@ -154,5 +158,6 @@ func (t *txn) deleteSecret(c *DeleteSecret) Result {
 		return Result{Err: errs.New(errs.NotFound, "secret %s not found", c.Path)}
 	}
 	t.meta.VersionCount -= len(s.Versions)
+	t.unbind(s.KMSKey, s.Path)
 	return Result{}
 }

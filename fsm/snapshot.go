@@ -74,6 +74,7 @@ func (s *snapshot) Release() {}
 func WriteState(w io.Writer, st *State) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	enc := msgpack.NewEncoder(bw)
+	enc.SetSortMapKeys(true) // identical states give identical bytes
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
@@ -170,6 +171,7 @@ func ReadState(r io.Reader) (*State, error) {
 			if st.Secrets.Len() != hdr.Secrets || st.Keys.Len() != hdr.Keys || st.Tokens.Len() != hdr.Tokens || st.Policies.Len() != hdr.Policies {
 				return nil, errors.New("snapshot is truncated or corrupt: record counts do not match its header")
 			}
+			st.rebuildBindings()
 			return st, nil
 		default:
 			return nil, fmt.Errorf("snapshot is corrupt: unknown record type %d", typ)

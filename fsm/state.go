@@ -107,6 +107,9 @@ type Key struct {
 	CreatedAt    int64         `msgpack:"ca"`
 	DeletionDate int64         `msgpack:"dd,omitempty"`
 	Versions     []*KeyVersion `msgpack:"vs"` // Versions[i].Version == i+1
+	// Bound counts the secrets bound to the key. It is derived (kept with
+	// the bindings index, rebuilt after a snapshot restore), not stored.
+	Bound int `msgpack:"-"`
 }
 
 // KeyVersion is one version of a key's material, wrapped by the root key.
@@ -168,6 +171,7 @@ type State struct {
 	Tokens          *iradix.Tree[*Token] // by accessor
 	TokenHashes     *iradix.Tree[string] // hash -> accessor
 	Policies        *iradix.Tree[*acl.Policy]
+	Bindings        *iradix.Tree[struct{}] // key name + secret path (keys.go); derived, not in snapshots
 	AuditHead       audit.Head
 	VersionCount    int // stored versions (enabled or destroyed), for metrics
 }
@@ -179,6 +183,7 @@ func emptyState() *State {
 		Tokens:      iradix.New[*Token](),
 		TokenHashes: iradix.New[string](),
 		Policies:    iradix.New[*acl.Policy](),
+		Bindings:    iradix.New[struct{}](),
 	}
 }
 
