@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
@@ -53,11 +52,7 @@ func (s *Server) listSecrets(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 		return nil, invalid("%v", err)
 	}
 	// page_size absent means the default; an explicit 0 is an error.
-	var given struct {
-		PageSize *int `json:"page_size"`
-	}
-	_ = json.Unmarshal(raw, &given)
-	if given.PageSize == nil {
+	if !present(raw, "page_size") {
 		req.PageSize = apitypes.DefaultPageSize
 	}
 	if req.PageSize < 1 || req.PageSize > apitypes.MaxPageSize {

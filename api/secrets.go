@@ -224,7 +224,7 @@ func (s *Server) generateSecret(ctx context.Context, rc *reqCtx, raw []byte) (an
 	if err := checkPath(req.Path); err != nil {
 		return nil, err
 	}
-	if req.Length == 0 {
+	if !present(raw, "length") {
 		req.Length = apitypes.DefaultGenLength
 	}
 	if req.Length < 1 || req.Length > apitypes.MaxGenerateLength {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -54,6 +55,9 @@ func New(n *node.Node, cfg Config) *Server {
 	}
 	s := &Server{n: n, cfg: cfg, logger: n.Logger().Named("api"), mux: http.NewServeMux()}
 	s.actions = s.routes()
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errs.New(errs.NotFound, "no such endpoint %q (actions are POST /v1/<action>)", r.URL.Path))
+	})
 	s.mux.HandleFunc("/v1/", s.serveAction)
 	s.mux.HandleFunc("/v1/sys/health", s.serveHealth)
 	s.mux.HandleFunc("/v1/sys/snapshot", s.serveSnapshot)
@@ -146,7 +150,7 @@ func decode(raw []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return errs.New(errs.InvalidArgument, "malformed request: unexpected data after the JSON object")
 	}
-	return nil
+	return checkExactKeys(raw, reflect.TypeOf(v))
 }
 
 // describeJSONError names what was wrong without echoing the input (which
