@@ -4,6 +4,8 @@
 #   make run      build, then run a one-node in-memory dev server
 #   make test     go vet, then every test (unit, cluster and e2e)
 #   make cluster  start a local 3-node cluster (scripts/cluster.sh start)
+#   make docker   the coffer:latest image FROM scratch, and deploy/ (root key,
+#                 TLS material) for docker-compose.yml
 #   make clean    remove bin/ and tmp/
 
 SHELL   := /bin/bash
@@ -17,7 +19,7 @@ TEST_P       ?= 2
 TEST_TIMEOUT ?= 9m
 TEST_FLAGS   ?=
 
-.PHONY: all build run test vet cluster cluster-stop cluster-status clean
+.PHONY: all build run test vet docker cluster cluster-stop cluster-status clean
 
 all: build
 
@@ -30,20 +32,26 @@ build:
 run: build
 	$(BIN) server -dev
 
+docker: build
+	scripts/docker-setup.sh
+
 vet:
 	$(GO) vet ./...
 
 test: vet
 	$(GO) test ./... -count=1 -p $(TEST_P) -timeout $(TEST_TIMEOUT) $(TEST_FLAGS)
 
-cluster: build
-	scripts/cluster.sh start
+# Progress goes to stderr and only the export lines to stdout, so
+# `eval "$(make -s cluster)"` sets COFFER_ADDR and COFFER_TOKEN.
+cluster:
+	@$(MAKE) --no-print-directory -s build >&2
+	@scripts/cluster.sh start
 
 cluster-stop:
-	scripts/cluster.sh stop
+	@scripts/cluster.sh stop
 
 cluster-status:
-	scripts/cluster.sh status
+	@scripts/cluster.sh status
 
 clean:
 	-@if [ -x scripts/cluster.sh ]; then scripts/cluster.sh stop >/dev/null 2>&1 || true; fi

@@ -329,3 +329,19 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	}
 	return aead, nil
 }
+
+// DeriveKeys returns one 32-byte key per root key (oldest first), derived
+// with HMAC-SHA256 under label, for purposes that must not use the root key
+// itself (e.g. gossip encryption). Derived keys reveal nothing of the root.
+func (r *RootKeys) DeriveKeys(label string) [][]byte {
+	if r == nil || r.set == nil {
+		return nil
+	}
+	out := make([][]byte, 0, len(r.set.keys))
+	for _, k := range r.set.keys {
+		m := hmac.New(sha256.New, k.key)
+		m.Write([]byte("coffer derive v1\x00" + label))
+		out = append(out, m.Sum(nil))
+	}
+	return out
+}

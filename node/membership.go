@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -25,6 +26,10 @@ type gossipMeta struct {
 	HTTPAddr        string `msgpack:"ha"`
 	RootFingerprint string `msgpack:"fp"` // root key check value: peers under another root key are refused
 	Version         string `msgpack:"v"`
+
+	// RootFingerprints are all the root keys the node holds (oldest first):
+	// during a root key rotation, peers that share any key are one cluster.
+	RootFingerprints []string `msgpack:"fps,omitempty"`
 }
 
 var hclogStdOpts = hclog.StandardLoggerOptions{InferLevels: true}
@@ -35,6 +40,7 @@ var Version = "dev"
 type gossipDelegate struct {
 	meta []byte
 	fp   string
+	fps  []string // all root keys held, for sameRoot
 	n    *Node
 
 	mu        sync.Mutex
@@ -53,11 +59,25 @@ func (d *gossipDelegate) NotifyAlive(peer *memberlist.Node) error {
 	if err != nil {
 		return fmt.Errorf("peer %s: %w", peer.Name, err)
 	}
-	if m.RootFingerprint != d.fp {
+	if !d.sameRoot(m) {
 		d.n.logger.Warn("refusing gossip peer under a different root key", "peer", peer.Name, "addr", peer.Address())
 		return fmt.Errorf("peer %s belongs to another cluster (different root key)", peer.Name)
 	}
 	return nil
+}
+
+// sameRoot reports whether a peer shares a root key with this node: during
+// a root key rotation some nodes hold old+new while others hold old only.
+func (d *gossipDelegate) sameRoot(m gossipMeta) bool {
+	if m.RootFingerprint == d.fp {
+		return true
+	}
+	for _, fp := range append(m.RootFingerprints, m.RootFingerprint) {
+		if slices.Contains(d.fps, fp) {
+			return true
+		}
+	}
+	return false
 }
 
 func decodeMeta(b []byte) (gossipMeta, error) {
@@ -79,12 +99,12 @@ func (n *Node) startGossip() error {
 	}
 	meta, err := msgpack.Marshal(&gossipMeta{
 		NodeID: n.cfg.NodeID, ClusterAddr: n.cfg.ClusterAddr, HTTPAddr: n.cfg.HTTPAddr,
-		RootFingerprint: n.keys.Root().Fingerprint(), Version: Version,
+		RootFingerprint: n.keys.Root().Fingerprint(), RootFingerprints: n.keys.Root().Fingerprints(), Version: Version,
 	})
 	if err != nil {
 		return err
 	}
-	d := &gossipDelegate{meta: meta, fp: n.keys.Root().Fingerprint(), n: n, firstSeen: map[string]time.Time{}}
+	d := &gossipDelegate{meta: meta, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, firstSeen: map[string]time.Time{}}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.NodeID
 	mc.BindAddr, mc.BindPort = host, port
@@ -93,15 +113,31 @@ func (n *Node) startGossip() error {
 		if h, _, err := net.SplitHostPort(ah); err == nil {
 			ah = h
 		}
-		mc.AdvertiseAddr, mc.AdvertisePort = ah, port
+		// memberlist needs an IP: resolve a host name (a compose service).
+		ips, err := net.LookupIP(ah)
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("resolve --advertise %q: %v", ah, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ips[0].String(), port
 	}
 	if n.cfg.GossipProbe > 0 {
 		mc.ProbeInterval = n.cfg.GossipProbe
 		mc.GossipInterval = n.cfg.GossipProbe / 5
 	}
+	// Gossip is encrypted with a key derived from the newest root key; keys
+	// derived from older root keys still decrypt during a root key rotation.
+	// A node under another root key can't read or join the gossip pool.
+	derived := n.keys.Root().DeriveKeys("gossip")
+	kr, err := memberlist.NewKeyring(derived[:len(derived)-1], derived[len(derived)-1])
+	if err != nil {
+		return fmt.Errorf("gossip keyring: %w", err)
+	}
+	mc.Keyring = kr
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Delegate = d
 	mc.Alive = d
-	mc.LogOutput = n.logger.Named("gossip").StandardWriter(&hclogStdOpts)
+	// A logger without its own prefix, so hclog sees "[DEBUG]" and maps the level.
+	mc.Logger = n.logger.Named("gossip").StandardLogger(&hclogStdOpts)
 	if n.ml, err = memberlist.Create(mc); err != nil {
 		return fmt.Errorf("start gossip on %s: %w", n.cfg.GossipAddr, err)
 	}
@@ -165,7 +201,7 @@ func (n *Node) reconcileMembers() {
 			continue
 		}
 		meta, err := decodeMeta(m.Meta)
-		if err != nil || meta.RootFingerprint != d.fp {
+		if err != nil || !d.sameRoot(meta) {
 			continue
 		}
 		d.mu.Lock()
@@ -185,7 +221,13 @@ func (n *Node) reconcileMembers() {
 			}
 		case s.Address != raft.ServerAddress(meta.ClusterAddr):
 			n.logger.Info("server address changed; updating", "node", meta.NodeID, "addr", meta.ClusterAddr)
-			if err := n.raft.AddNonvoter(id, raft.ServerAddress(meta.ClusterAddr), 0, 5*time.Second).Error(); err != nil {
+			// Re-adding with the same suffrage only updates the address
+			// (a container restarted with a new IP keeps its vote).
+			add := n.raft.AddNonvoter
+			if s.Suffrage == raft.Voter {
+				add = n.raft.AddVoter
+			}
+			if err := add(id, raft.ServerAddress(meta.ClusterAddr), 0, 5*time.Second).Error(); err != nil {
 				n.logger.Warn("update server address failed", "node", meta.NodeID, "error", err)
 			}
 		case s.Suffrage == raft.Nonvoter && now.Sub(first) >= n.cfg.StabilizationPeriod:
@@ -289,6 +331,7 @@ func (n *Node) Health() (apitypes.Health, bool) {
 	} else if !st.Initialized {
 		h.Warnings = append(h.Warnings, "not initialized: run `coffer operator init` to create the root token")
 	}
+	h.Warnings = append(h.Warnings, n.kmsWarnings(st)...) // keytimer.go
 	return h, serving
 }
 

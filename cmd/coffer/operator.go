@@ -15,6 +15,8 @@ import (
 var operatorCommands = []command{
 	{"init", "Initialise a new cluster and print its root token (shown once)", operatorInit},
 	{"keygen", "Generate a new root key (32 random bytes, base64)", operatorKeygen},
+	{"rewrap", "Re-wrap all KMS key material under the newest root key (kms.go)", operatorRewrap},
+	{"tls", "Create a CA and node/client certificates for a test or compose cluster", operatorTLS},
 }
 
 func runOperatorGroup(a *app, args []string) int {

@@ -32,7 +32,7 @@ type serverFlags struct {
 	bootstrap, dev, logJSON                                       bool
 	join                                                          stringList
 	rootKeyFile, tlsCert, tlsKey, tlsCA, trustedProxies           string
-	auditFile, logLevel                                           string
+	auditFile, logLevel, pprofAddr                                string
 }
 
 type stringList []string
@@ -65,6 +65,7 @@ func newServerFlagSet(f *serverFlags) *flag.FlagSet {
 	fs.StringVar(&f.auditFile, "audit-file", "", "also append every audit entry to this file as JSON lines")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go pprof profiles on this address (e.g. 127.0.0.1:6060; keep it private)")
 	fs.BoolVar(&f.dev, "dev", false, "run one in-memory node with a fresh root key and print a root token")
 	return fs
 }
@@ -118,7 +119,7 @@ func runServer(args []string) int {
 func serve(f *serverFlags) error {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "coffer", Level: hclog.LevelFromString(f.logLevel), JSONFormat: f.logJSON, Output: os.Stderr})
 	cfg := node.Config{
-		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: f.httpAddr, ClusterAddr: f.clusterAddr,
+		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: advertisedHTTP(f.httpAddr, f.advertise), ClusterAddr: f.clusterAddr,
 		GossipAddr: f.gossipAddr, Advertise: f.advertise, Bootstrap: f.bootstrap, Join: f.join,
 		AuditFile: f.auditFile, Logger: logger,
 	}
@@ -165,6 +166,11 @@ func serve(f *serverFlags) error {
 		proxies = append(proxies, pfx)
 	}
 
+	if f.pprofAddr != "" {
+		if err := servePprof(f.pprofAddr, logger); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr %s: %w", f.httpAddr, err)
@@ -212,6 +218,23 @@ func serve(f *serverFlags) error {
 	defer cancel()
 	_ = srv.Shutdown(ctx)
 	return nil
+}
+
+// advertisedHTTP is the API address peers and `node list` show: the bind
+// address, with --advertise's host when binding all interfaces.
+func advertisedHTTP(bind, advertise string) string {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil || advertise == "" {
+		return bind
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		ah := advertise
+		if h, _, err := net.SplitHostPort(advertise); err == nil {
+			ah = h
+		}
+		return net.JoinHostPort(ah, port)
+	}
+	return bind
 }
 
 // devInit initializes the dev node and prints its root token on stdout
