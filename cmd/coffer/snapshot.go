@@ -11,6 +11,7 @@ import (
 var snapshotCommands = []command{
 	{"save", "Save a snapshot of the cluster state to FILE", snapshotSave},
 	{"restore", "Replace the cluster state with the snapshot in FILE", snapshotRestore},
+	{"inspect", "Check a snapshot file and print its header (no node needed)", snapshotInspect},
 }
 
 func runSnapshotGroup(a *app, args []string) int {
