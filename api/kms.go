@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
@@ -288,7 +289,13 @@ func (s *Server) listKeyBindings(ctx context.Context, rc *reqCtx, raw []byte) (a
 	if err := checkKeyName("name", req.Name); err != nil {
 		return nil, err
 	}
-	if req.PageSize == 0 {
+	// page_size absent means the default; an explicit 0 is an error (as in
+	// listSecrets).
+	var given struct {
+		PageSize *int `json:"page_size"`
+	}
+	_ = json.Unmarshal(raw, &given)
+	if given.PageSize == nil {
 		req.PageSize = apitypes.DefaultPageSize
 	}
 	if req.PageSize < 1 || req.PageSize > apitypes.MaxPageSize {

@@ -110,6 +110,4 @@ func (c *Client) VerifyAudit(ctx context.Context, req *apitypes.VerifyAuditReque
 	return call[apitypes.VerifyAuditResponse](c, ctx, "verifyAudit", req)
 }
 
-// KMS actions ("createKey", "describeKey", "listKeys", "rotateKey",
-// "disableKey", "enableKey", "scheduleKeyDeletion", "cancelKeyDeletion",
-// "listKeyBindings") have no types in apitypes yet: call them with Do.
+// KMS actions are in kms.go.

@@ -408,10 +408,14 @@ func TestRebindSecretKey(t *testing.T) {
 			c.Versions = append(c.Versions, RewrappedDEK{Version: 4, FromKey: "default", FromKeyVersion: 1})
 			return c
 		}(), errs.FailedPrecondition},
-		"target version":  {rebindFor(h, "/s", "k2", 3), errs.FailedPrecondition},
-		"unknown target":  {rebindFor(h, "/s", "nope", 1), errs.NotFound},
-		"unknown secret":  {&RebindSecretKey{Path: "/nope", ToKey: "k2", ToKeyVersion: 1}, errs.NotFound},
-		"destroyed resur": {func() *RebindSecretKey { c := rebindFor(h, "/s", "k2", 2); c.Versions = append([]RewrappedDEK{{Version: 1, FromKey: "default", FromKeyVersion: 1}}, c.Versions...); return c }(), errs.FailedPrecondition},
+		"target version": {rebindFor(h, "/s", "k2", 3), errs.FailedPrecondition},
+		"unknown target": {rebindFor(h, "/s", "nope", 1), errs.NotFound},
+		"unknown secret": {&RebindSecretKey{Path: "/nope", ToKey: "k2", ToKeyVersion: 1}, errs.NotFound},
+		"destroyed resur": {func() *RebindSecretKey {
+			c := rebindFor(h, "/s", "k2", 2)
+			c.Versions = append([]RewrappedDEK{{Version: 1, FromKey: "default", FromKeyVersion: 1}}, c.Versions...)
+			return c
+		}(), errs.FailedPrecondition},
 	}
 	for name, b := range bad {
 		r := h.apply(CmdRebindSecretKey, b.c)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/tls"
+	"path/filepath"
 	"time"
 
 	"github.com/cofferhq/coffer/kms"
@@ -20,6 +21,12 @@ type Config struct {
 	Bootstrap   bool
 	Join        []string
 
+	// Automated snapshot files (0 interval: off); SnapshotDir defaults to
+	// DATA_DIR/snapshots-auto, SnapshotRetain to 7.
+	SnapshotInterval time.Duration
+	SnapshotRetain   int
+	SnapshotDir      string
+
 	RootKeys  *kms.RootKeys
 	AuditFile string
 	ServerTLS *tls.Config // cluster port, server side (mutual TLS when set)
@@ -36,6 +43,10 @@ type Config struct {
 	StabilizationPeriod time.Duration // how long a new server stays a non-voter
 	ReconcileInterval   time.Duration
 	GossipProbe         time.Duration // memberlist probe interval (tests shorten it)
+
+	// Now is the leader's clock: it stamps every log entry and decides when
+	// a key's deletion date has passed (default time.Now; tests inject one).
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -60,7 +71,16 @@ func (c *Config) setDefaults() {
 	if c.StabilizationPeriod == 0 {
 		c.StabilizationPeriod = 5 * time.Second
 	}
+	if c.SnapshotRetain == 0 {
+		c.SnapshotRetain = 7
+	}
+	if c.SnapshotDir == "" && c.DataDir != "" {
+		c.SnapshotDir = filepath.Join(c.DataDir, "snapshots-auto")
+	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }

@@ -40,11 +40,14 @@ type Node struct {
 	closers []func() error
 
 	prop *proposer
+	logs raft.LogStore // read by WaitApplied
 	meta *dataDirMeta
 
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+
+	kmsDuties keyDuties // keytimer.go
 }
 
 // New starts a node: it opens (or creates) the data dir, starts Raft and the
@@ -134,6 +137,7 @@ func (n *Node) start() error {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = 256
 	rc.BatchApplyCh = true
+	n.logs = logs
 	hasState, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
@@ -144,6 +148,7 @@ func (n *Node) start() error {
 	if err := n.checkRestoredState(); err != nil {
 		return err
 	}
+	n.kmsDuties.seenFP = n.fsm.State().RootFingerprint // as restored from the latest snapshot (keytimer.go)
 	if (cfg.Bootstrap || cfg.Dev) && !hasState {
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
 		if err := n.raft.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
@@ -152,6 +157,10 @@ func (n *Node) start() error {
 	}
 	n.prop = newProposer(n)
 	n.goLoop(n.leaderLoop)
+	if cfg.SnapshotInterval > 0 && !cfg.Dev {
+		n.goLoop(n.backupLoop)
+	}
+	n.goLoop(n.keyLoop)
 	if !cfg.Dev {
 		if err := n.startGossip(); err != nil {
 			return err
@@ -163,11 +172,8 @@ func (n *Node) start() error {
 // checkRestoredState refuses to run over a state the root key can't open.
 func (n *Node) checkRestoredState() error {
 	st := n.fsm.State()
-	if k, ok := st.Key("default"); ok {
-		cur := k.Current()
-		if _, err := n.keys.Get(k.Name, cur.Version, cur.Wrapped); err != nil {
-			return fmt.Errorf("the root key can't unwrap this data dir's key material: wrong --root-key-file for this cluster")
-		}
+	if err := n.checkKeyMaterial(st, "this data dir's"); err != nil { // every key version, naming the missing root key
+		return err
 	}
 	if n.meta != nil && st.ClusterID != "" {
 		if err := n.meta.setClusterID(st.ClusterID); err != nil {

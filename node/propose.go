@@ -165,7 +165,7 @@ func (n *Node) commit(envs []fsm.Envelope) ([]fsm.Result, error) {
 }
 
 func (n *Node) applyBatch(envs []fsm.Envelope) ([]fsm.Result, error) {
-	data, err := fsm.EncodeBatch(&fsm.Batch{Time: time.Now().UnixNano(), Cmds: envs})
+	data, err := fsm.EncodeBatch(&fsm.Batch{Time: n.cfg.Now().UnixNano(), Cmds: envs})
 	if err != nil {
 		return nil, err
 	}

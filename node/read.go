@@ -54,12 +54,15 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 
 // WaitApplied waits (up to 5 s) until this node has applied index. Raft's
 // applied index also counts entries the FSM never sees (no-ops,
-// configuration changes), so both are consulted.
+// configuration changes), but it runs ahead of the FSM (Raft hands
+// commands to the FSM asynchronously): past the FSM's index it counts only
+// if no command lies in between.
 func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, apitypes.MaxMinIndexWait)
 	defer cancel()
 	for {
-		if n.fsm.State().Index >= index || n.raft.AppliedIndex() >= index {
+		fsmIndex := n.fsm.State().Index
+		if fsmIndex >= index || n.raft.AppliedIndex() >= index && !n.commandBetween(fsmIndex, index) {
 			return nil
 		}
 		short, c2 := context.WithTimeout(ctx, 20*time.Millisecond)
@@ -72,4 +75,19 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 			return errs.New(errs.Unavailable, "this node has not applied index %d yet (at %d); retry", index, n.fsm.State().Index)
 		}
 	}
+}
+
+// commandBetween reports whether a log entry in (from, to] is a command the
+// FSM has still to apply (or can't be read, which counts as one).
+func (n *Node) commandBetween(from, to uint64) bool {
+	if n.logs == nil {
+		return true
+	}
+	var l raft.Log
+	for i := from + 1; i <= to; i++ {
+		if err := n.logs.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return true
+		}
+	}
+	return false
 }

@@ -131,11 +131,8 @@ func (n *Node) restoreOnLeader(data []byte) error {
 	if err != nil {
 		return errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)
 	}
-	if k, ok := st.Key("default"); ok {
-		cur := k.Current()
-		if _, err := n.keys.Get(k.Name, cur.Version, cur.Wrapped); err != nil {
-			return errs.New(errs.FailedPrecondition, "snapshot's key material can't be unwrapped by this cluster's root key")
-		}
+	if err := n.checkKeyMaterial(st, "the snapshot's"); err != nil {
+		return errs.New(errs.FailedPrecondition, "%v", err)
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: info.Index, Term: info.Term, Size: int64(len(state))}
 	if err := n.raft.Restore(meta, bytes.NewReader(state), time.Minute); err != nil {

@@ -30,8 +30,9 @@ var topCommands = []command{
 	{"audit", "Query and verify the audit trail", runAuditGroup},
 	{"node", "Manage the cluster's servers", runNodeGroup},
 	{"snapshot", "Save and restore snapshots of the cluster state", runSnapshotGroup},
-	{"operator", "Initialise a cluster, generate a root key", runOperatorGroup},
+	{"operator", "Initialise a cluster, generate a root key, re-wrap key material", runOperatorGroup},
 	{"health", "Check a node's health (exit 0 when it serves)", runHealth},
+	{"bench", "Run a load workload against a cluster (ops/s, latency percentiles)", runBench},
 }
 
 func main() {

@@ -223,9 +223,13 @@ func secretList(a *app, args []string) int {
 	pageSize := c.fs.Int("page-size", 0, fmt.Sprintf("entries per page (default %d, at most %d)", apitypes.DefaultPageSize, apitypes.MaxPageSize))
 	pageToken := c.fs.String("page-token", "", "continue a listing from the previous page's token")
 	keyState := c.fs.String("key-state", "", "inactive: list only secrets whose KMS key is not enabled")
+	inactiveKey := c.fs.Bool("inactive-key", false, "list only secrets whose KMS key is not enabled, at any depth (--key-state inactive --recursive)")
 	pos, rc := c.parse(args, 0, 1)
 	if rc >= 0 {
 		return rc
+	}
+	if *inactiveKey {
+		*keyState, *recursive = apitypes.KeyStateInactive, true
 	}
 	prefix := "/"
 	if len(pos) == 1 {

@@ -33,6 +33,9 @@ type serverFlags struct {
 	join                                                          stringList
 	rootKeyFile, tlsCert, tlsKey, tlsCA, trustedProxies           string
 	auditFile, logLevel, pprofAddr                                string
+	snapshotInterval                                              time.Duration
+	snapshotRetain                                                int
+	snapshotDir                                                   string
 }
 
 type stringList []string
@@ -65,6 +68,9 @@ func newServerFlagSet(f *serverFlags) *flag.FlagSet {
 	fs.StringVar(&f.auditFile, "audit-file", "", "also append every audit entry to this file as JSON lines")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON")
+	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "write a snapshot file this often (e.g. 1h; 0: off)")
+	fs.IntVar(&f.snapshotRetain, "snapshot-retain", 7, "automated snapshot files to keep")
+	fs.StringVar(&f.snapshotDir, "snapshot-dir", "", "directory of automated snapshot files (default DATA_DIR/snapshots-auto)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go pprof profiles on this address (e.g. 127.0.0.1:6060; keep it private)")
 	fs.BoolVar(&f.dev, "dev", false, "run one in-memory node with a fresh root key and print a root token")
 	return fs
@@ -122,6 +128,7 @@ func serve(f *serverFlags) error {
 		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: advertisedHTTP(f.httpAddr, f.advertise), ClusterAddr: f.clusterAddr,
 		GossipAddr: f.gossipAddr, Advertise: f.advertise, Bootstrap: f.bootstrap, Join: f.join,
 		AuditFile: f.auditFile, Logger: logger,
+		SnapshotInterval: f.snapshotInterval, SnapshotRetain: f.snapshotRetain, SnapshotDir: f.snapshotDir,
 	}
 	if cfg.NodeID == "" {
 		if f.dev {

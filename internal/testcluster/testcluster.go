@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -68,6 +69,11 @@ type Options struct {
 	// SnapshotThreshold overrides Raft's (small values force snapshots).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// TrustedProxies are passed to every node's API (X-Forwarded-For).
+	TrustedProxies []netip.Prefix
+	// Now, if set, is every node's clock (node.Config.Now): it stamps log
+	// entries and drives the leader's key destruction timer.
+	Now func() time.Time
 }
 
 // New starts an n-node cluster: node 0 bootstraps, the others join through
@@ -159,6 +165,7 @@ func (c *Cluster) Start(i int) {
 		LeaderLeaseTimeout: 250 * time.Millisecond, StabilizationPeriod: 300 * time.Millisecond,
 		ReconcileInterval: 100 * time.Millisecond, GossipProbe: 200 * time.Millisecond,
 		SnapshotThreshold: c.opts.SnapshotThreshold, TrailingLogs: c.opts.TrailingLogs,
+		Now: c.opts.Now,
 	}
 	if !bootstrap {
 		// Every other node (node 0 first): a restarted or wiped node 0 must
@@ -195,7 +202,7 @@ func (c *Cluster) Start(i int) {
 		logf.Close()
 		c.t.Fatalf("listen %s: %v", tn.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: api.New(n, api.Config{}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: api.New(n, api.Config{TrustedProxies: c.opts.TrustedProxies}).Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	tn.mu.Lock()
 	tn.n, tn.srv, tn.logf = n, srv, logf

@@ -1,0 +1,301 @@
+// Package bench is Coffer's load generator (`coffer bench`): closed-loop
+// HTTP clients running one workload against one or more nodes, reporting
+// throughput, latency percentiles and errors by code.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Workloads.
+const (
+	Put      = "put"
+	Get      = "get"
+	Mixed    = "mixed"
+	Generate = "generate"
+	BatchGet = "batch-get"
+)
+
+// Config describes one run.
+type Config struct {
+	Targets     []string // base URLs; workers are spread over them
+	Token       string
+	Workload    string
+	Concurrency int
+	Duration    time.Duration
+	Warmup      time.Duration
+	ValueSize   int
+	Keys        int
+	ReadRatio   float64 // mixed: fraction of reads
+	Consistency string  // reads: stale or leader
+	BatchSize   int     // batch-get: paths per request
+	Prefix      string  // secret path prefix
+	HTTPClient  *http.Client
+}
+
+// Result is one run's figures.
+type Result struct {
+	Workload    string           `json:"workload"`
+	Concurrency int              `json:"concurrency"`
+	Targets     []string         `json:"targets"`
+	Seconds     float64          `json:"seconds"`
+	Ops         int64            `json:"ops"`
+	OpsPerSec   float64          `json:"ops_per_sec"`
+	P50Ms       float64          `json:"p50_ms"`
+	P90Ms       float64          `json:"p90_ms"`
+	P99Ms       float64          `json:"p99_ms"`
+	MaxMs       float64          `json:"max_ms"`
+	Errors      map[string]int64 `json:"errors"`
+}
+
+func (c *Config) defaults() error {
+	if len(c.Targets) == 0 {
+		return fmt.Errorf("no target node")
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.ValueSize <= 0 {
+		c.ValueSize = 256
+	}
+	if c.Keys <= 0 {
+		c.Keys = 1000
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 10
+	}
+	if c.Prefix == "" {
+		c.Prefix = "/bench"
+	}
+	if c.ReadRatio == 0 {
+		c.ReadRatio = 0.9
+	}
+	switch c.Workload {
+	case Put, Get, Mixed, Generate, BatchGet:
+	default:
+		return fmt.Errorf("unknown workload %q (put, get, mixed, generate, batch-get)", c.Workload)
+	}
+	if c.HTTPClient == nil {
+		tr := &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        c.Concurrency * 2,
+			MaxIdleConnsPerHost: c.Concurrency * 2,
+			IdleConnTimeout:     time.Minute,
+		}
+		c.HTTPClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	for i, t := range c.Targets {
+		c.Targets[i] = strings.TrimRight(t, "/")
+	}
+	return nil
+}
+
+func (c *Config) path(i int) string { return fmt.Sprintf("%s/k%07d", c.Prefix, i) }
+
+// call posts one action and returns "" or the error code.
+func (c *Config) call(ctx context.Context, target, action string, body []byte) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/"+action, bytes.NewReader(body))
+	if err != nil {
+		return "ClientError"
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTPClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "Canceled"
+		}
+		return "NetworkError"
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return ""
+	}
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error.Code == "" {
+		return fmt.Sprintf("HTTP%d", resp.StatusCode)
+	}
+	return e.Error.Code
+}
+
+// Prepare creates the key set (with one value each) through the first
+// target; existing secrets are kept.
+func Prepare(ctx context.Context, c Config) error {
+	if err := c.defaults(); err != nil {
+		return err
+	}
+	value := randomValue(c.ValueSize)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < min(c.Concurrency, 32); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= c.Keys || ctx.Err() != nil {
+					return
+				}
+				body, _ := json.Marshal(map[string]any{"path": c.path(i), "value": value})
+				code := c.call(ctx, c.Targets[0], "createSecret", body)
+				if code != "" && code != "AlreadyExists" {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("create %s: %s", c.path(i), code))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+func randomValue(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// Run executes the workload and returns its figures (warm-up excluded).
+func Run(ctx context.Context, c Config) (*Result, error) {
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	value := base64.StdEncoding.EncodeToString(randomValue(c.ValueSize))
+	start := time.Now()
+	measureFrom := start.Add(c.Warmup)
+	end := measureFrom.Add(c.Duration)
+	runCtx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+
+	type workerOut struct {
+		lat  []time.Duration
+		errs map[string]int64
+	}
+	outs := make([]workerOut, c.Concurrency)
+	var wg sync.WaitGroup
+	for w := 0; w < c.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			target := c.Targets[w%len(c.Targets)]
+			rng := uint64(w)*0x9E3779B97F4A7C15 + 1
+			out := workerOut{errs: map[string]int64{}}
+			for runCtx.Err() == nil {
+				rng ^= rng << 13
+				rng ^= rng >> 7
+				rng ^= rng << 17
+				action, body := c.request(rng, value)
+				t0 := time.Now()
+				code := c.call(runCtx, target, action, body)
+				if code == "Canceled" {
+					break
+				}
+				if t0.Before(measureFrom) {
+					continue
+				}
+				if code != "" {
+					out.errs[code]++
+				}
+				out.lat = append(out.lat, time.Since(t0))
+			}
+			outs[w] = out
+		}(w)
+	}
+	wg.Wait()
+	res := &Result{Workload: c.Workload, Concurrency: c.Concurrency, Targets: c.Targets, Errors: map[string]int64{}}
+	var all []time.Duration
+	for _, o := range outs {
+		all = append(all, o.lat...)
+		for k, v := range o.errs {
+			res.Errors[k] += v
+		}
+	}
+	res.Seconds = time.Since(measureFrom).Seconds()
+	if res.Seconds <= 0 {
+		res.Seconds = c.Duration.Seconds()
+	}
+	res.Ops = int64(len(all))
+	res.OpsPerSec = float64(res.Ops) / res.Seconds
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		i := int(p * float64(len(all)-1))
+		return float64(all[i].Microseconds()) / 1000
+	}
+	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = pct(.5), pct(.9), pct(.99), pct(1)
+	return res, nil
+}
+
+func (c *Config) request(rng uint64, value string) (string, []byte) {
+	key := c.path(int(rng % uint64(c.Keys)))
+	read := func() (string, []byte) {
+		b, _ := json.Marshal(map[string]any{"path": key, "consistency": c.Consistency})
+		return "getSecretValue", b
+	}
+	switch c.Workload {
+	case Get:
+		return read()
+	case Mixed:
+		if float64(rng%10000)/10000 < c.ReadRatio {
+			return read()
+		}
+	case Generate:
+		b, _ := json.Marshal(map[string]any{"path": key})
+		return "generateSecret", b
+	case BatchGet:
+		paths := make([]string, 0, c.BatchSize)
+		seen := map[int]bool{}
+		for i := 0; len(paths) < min(c.BatchSize, c.Keys); i++ {
+			k := int((rng + uint64(i)*7919) % uint64(c.Keys))
+			if !seen[k] {
+				seen[k] = true
+				paths = append(paths, c.path(k))
+			}
+		}
+		b, _ := json.Marshal(map[string]any{"paths": paths, "consistency": c.Consistency})
+		return "batchGetSecretValue", b
+	}
+	return "putSecretValue", []byte(`{"path":"` + key + `","value":"` + value + `"}`)
+}
+
+// Format prints a result as one table row.
+func Format(w io.Writer, r *Result) {
+	errsTxt := "-"
+	if len(r.Errors) > 0 {
+		var parts []string
+		for k, v := range r.Errors {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+		sort.Strings(parts)
+		errsTxt = strings.Join(parts, ",")
+	}
+	fmt.Fprintf(w, "%-10s c=%-4d %10.0f ops/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %s\n",
+		r.Workload, r.Concurrency, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, errsTxt)
+}
