@@ -57,9 +57,13 @@ func (s *Server) authenticate(r *http.Request, source netip.Addr) (*fsm.Token, e
 	if !ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if st, err := s.n.ReadState(ctx, apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader}); err == nil {
-			tok, ok = st.TokenByHash(hash)
+		st, err := s.n.ReadState(ctx, apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader})
+		if err != nil {
+			// This node can't tell whether the token exists (no leader, or
+			// still catching up): that is Unavailable, not a bad token.
+			return nil, errs.New(errs.Unavailable, "can't check the token now: %s", errs.As(err).Message)
 		}
+		tok, ok = st.TokenByHash(hash)
 	}
 	if !ok {
 		return nil, errs.New(errs.Unauthenticated, "invalid or revoked token")

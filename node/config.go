@@ -41,6 +41,8 @@ type Config struct {
 	SnapshotThreshold   uint64
 	TrailingLogs        uint64
 	StabilizationPeriod time.Duration // how long a new server stays a non-voter
+	DeadServerCleanup   bool          // remove servers failed longer than DeadServerThreshold
+	DeadServerThreshold time.Duration // default 5m
 	ReconcileInterval   time.Duration
 	GossipProbe         time.Duration // memberlist probe interval (tests shorten it)
 
@@ -76,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotDir == "" && c.DataDir != "" {
 		c.SnapshotDir = filepath.Join(c.DataDir, "snapshots-auto")
+	}
+	if c.DeadServerThreshold == 0 {
+		c.DeadServerThreshold = 5 * time.Minute
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -37,14 +38,20 @@ var hclogStdOpts = hclog.StandardLoggerOptions{InferLevels: true}
 // Version is the software version gossiped to peers.
 var Version = "dev"
 
+// memberHealth is what the leader has seen of a server through gossip.
+type memberHealth struct {
+	aliveSince time.Time // start of the current alive streak; zero when not alive
+	lastAlive  time.Time
+}
+
 type gossipDelegate struct {
 	meta []byte
 	fp   string
 	fps  []string // all root keys held, for sameRoot
 	n    *Node
 
-	mu        sync.Mutex
-	firstSeen map[string]time.Time // node id -> first time seen alive (for stabilization)
+	mu     sync.Mutex
+	health map[raft.ServerID]memberHealth // leader's view, for stabilization and cleanup
 }
 
 func (d *gossipDelegate) NodeMeta(limit int) []byte                  { return d.meta }
@@ -104,7 +111,7 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return err
 	}
-	d := &gossipDelegate{meta: meta, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, firstSeen: map[string]time.Time{}}
+	d := &gossipDelegate{meta: meta, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, health: map[raft.ServerID]memberHealth{}}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.NodeID
 	mc.BindAddr, mc.BindPort = host, port
@@ -179,9 +186,12 @@ func (n *Node) Join(addr string) error {
 	return nil
 }
 
-// reconcileMembers (leader only) adds alive gossip members missing from the
-// Raft configuration as non-voters and promotes non-voters that have stayed
-// alive for the stabilization period.
+// reconcileMembers (leader only) keeps the Raft configuration in line with
+// gossip, autopilot-style: an alive gossip member missing from the
+// configuration joins as a non-voter; a non-voter alive for the whole
+// stabilization period becomes a voter; with DeadServerCleanup, a server
+// failed for longer than DeadServerThreshold is removed when a healthy
+// majority remains.
 func (n *Node) reconcileMembers() {
 	if n.ml == nil || n.gossip == nil {
 		return
@@ -196,22 +206,46 @@ func (n *Node) reconcileMembers() {
 	}
 	now := time.Now()
 	d := n.gossip
+	alive := map[raft.ServerID]gossipMeta{}
 	for _, m := range n.ml.Members() {
-		if m.State != memberlist.StateAlive {
-			continue
-		}
 		meta, err := decodeMeta(m.Meta)
 		if err != nil || !d.sameRoot(meta) {
 			continue
 		}
-		d.mu.Lock()
-		first, seen := d.firstSeen[meta.NodeID]
-		if !seen {
-			first = now
-			d.firstSeen[meta.NodeID] = now
+		if m.State == memberlist.StateAlive {
+			alive[raft.ServerID(meta.NodeID)] = meta
 		}
-		d.mu.Unlock()
-		id := raft.ServerID(meta.NodeID)
+	}
+	d.mu.Lock()
+	for id := range servers {
+		h := d.health[id]
+		if _, ok := alive[id]; ok || string(id) == n.cfg.NodeID {
+			if h.aliveSince.IsZero() {
+				h.aliveSince = now
+			}
+			h.lastAlive = now
+		} else {
+			h.aliveSince = time.Time{}
+			if h.lastAlive.IsZero() {
+				h.lastAlive = now // start the failure clock when first noticed
+			}
+		}
+		d.health[id] = h
+	}
+	for id := range alive {
+		if _, ok := servers[id]; !ok {
+			h := d.health[id]
+			if h.aliveSince.IsZero() {
+				h.aliveSince = now
+			}
+			h.lastAlive = now
+			d.health[id] = h
+		}
+	}
+	health := maps.Clone(d.health)
+	d.mu.Unlock()
+
+	for id, meta := range alive {
 		s, inConfig := servers[id]
 		switch {
 		case !inConfig:
@@ -230,12 +264,48 @@ func (n *Node) reconcileMembers() {
 			if err := add(id, raft.ServerAddress(meta.ClusterAddr), 0, 5*time.Second).Error(); err != nil {
 				n.logger.Warn("update server address failed", "node", meta.NodeID, "error", err)
 			}
-		case s.Suffrage == raft.Nonvoter && now.Sub(first) >= n.cfg.StabilizationPeriod:
+		case s.Suffrage == raft.Nonvoter && now.Sub(health[id].aliveSince) >= n.cfg.StabilizationPeriod:
 			n.logger.Info("promoting server to voter", "node", meta.NodeID)
 			if err := n.raft.AddVoter(id, s.Address, 0, 5*time.Second).Error(); err != nil {
 				n.logger.Warn("promote failed", "node", meta.NodeID, "error", err)
 			}
 		}
+	}
+	if n.cfg.DeadServerCleanup {
+		n.removeDeadServer(servers, alive, health, now)
+	}
+}
+
+// removeDeadServer removes at most one server failed for longer than the
+// threshold, and only while the voters still alive are a majority of the
+// configuration: removing a dead server then never costs availability.
+func (n *Node) removeDeadServer(servers map[raft.ServerID]raft.Server, alive map[raft.ServerID]gossipMeta, health map[raft.ServerID]memberHealth, now time.Time) {
+	voters, healthy := 0, 0
+	for id, s := range servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if _, ok := alive[id]; ok || string(id) == n.cfg.NodeID {
+			healthy++
+		}
+	}
+	for id, s := range servers {
+		if _, ok := alive[id]; ok || string(id) == n.cfg.NodeID {
+			continue
+		}
+		if now.Sub(health[id].lastAlive) < n.cfg.DeadServerThreshold {
+			continue
+		}
+		if s.Suffrage == raft.Voter && healthy <= voters/2 {
+			n.logger.Warn("not removing failed server: too few healthy voters would remain", "node", id, "healthy", healthy, "voters", voters)
+			return
+		}
+		n.logger.Warn("removing server failed for longer than the threshold", "node", id, "threshold", n.cfg.DeadServerThreshold)
+		if err := n.raft.RemoveServer(id, 0, 5*time.Second).Error(); err != nil {
+			n.logger.Warn("remove failed server", "node", id, "error", err)
+		}
+		return
 	}
 }
 

@@ -36,6 +36,8 @@ type serverFlags struct {
 	snapshotInterval                                              time.Duration
 	snapshotRetain                                                int
 	snapshotDir                                                   string
+	deadServerCleanup                                             bool
+	deadServerThreshold                                           time.Duration
 }
 
 type stringList []string
@@ -71,6 +73,8 @@ func newServerFlagSet(f *serverFlags) *flag.FlagSet {
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 0, "write a snapshot file this often (e.g. 1h; 0: off)")
 	fs.IntVar(&f.snapshotRetain, "snapshot-retain", 7, "automated snapshot files to keep")
 	fs.StringVar(&f.snapshotDir, "snapshot-dir", "", "directory of automated snapshot files (default DATA_DIR/snapshots-auto)")
+	fs.BoolVar(&f.deadServerCleanup, "dead-server-cleanup", false, "remove servers failed for longer than --dead-server-threshold (keeping a healthy majority)")
+	fs.DurationVar(&f.deadServerThreshold, "dead-server-threshold", 5*time.Minute, "how long a server must be failed before cleanup removes it")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go pprof profiles on this address (e.g. 127.0.0.1:6060; keep it private)")
 	fs.BoolVar(&f.dev, "dev", false, "run one in-memory node with a fresh root key and print a root token")
 	return fs
@@ -128,6 +132,7 @@ func serve(f *serverFlags) error {
 		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: advertisedHTTP(f.httpAddr, f.advertise), ClusterAddr: f.clusterAddr,
 		GossipAddr: f.gossipAddr, Advertise: f.advertise, Bootstrap: f.bootstrap, Join: f.join,
 		AuditFile: f.auditFile, Logger: logger,
+		DeadServerCleanup: f.deadServerCleanup, DeadServerThreshold: f.deadServerThreshold,
 		SnapshotInterval: f.snapshotInterval, SnapshotRetain: f.snapshotRetain, SnapshotDir: f.snapshotDir,
 	}
 	if cfg.NodeID == "" {

@@ -69,6 +69,9 @@ type Options struct {
 	// SnapshotThreshold overrides Raft's (small values force snapshots).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// DeadServerCleanup removes servers failed for DeadServerThreshold.
+	DeadServerCleanup   bool
+	DeadServerThreshold time.Duration
 	// TrustedProxies are passed to every node's API (X-Forwarded-For).
 	TrustedProxies []netip.Prefix
 	// Now, if set, is every node's clock (node.Config.Now): it stamps log
@@ -165,6 +168,7 @@ func (c *Cluster) Start(i int) {
 		LeaderLeaseTimeout: 250 * time.Millisecond, StabilizationPeriod: 300 * time.Millisecond,
 		ReconcileInterval: 100 * time.Millisecond, GossipProbe: 200 * time.Millisecond,
 		SnapshotThreshold: c.opts.SnapshotThreshold, TrailingLogs: c.opts.TrailingLogs,
+		DeadServerCleanup: c.opts.DeadServerCleanup, DeadServerThreshold: c.opts.DeadServerThreshold,
 		Now: c.opts.Now,
 	}
 	if !bootstrap {
