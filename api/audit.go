@@ -67,8 +67,10 @@ func (s *Server) verifyAudit(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	if err != nil {
 		return nil, errs.New(errs.Internal, "verify audit store: %v", err)
 	}
-	if ok && last < st.AuditHead.Seq {
-		// The local trail must reach the replicated chain head it has applied.
+	if ok && checked > 0 && last < st.AuditHead.Seq {
+		// The local trail must reach the replicated chain head it has
+		// applied. (An empty store is a node restored from a snapshot whose
+		// trail is still being fetched from peers: nothing to check yet.)
 		ok, broken = false, last+1
 	}
 	if err := s.auditNow(ctx, rc, s.ok(rc, evVerifyAudit, "")); err != nil {

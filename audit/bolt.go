@@ -248,3 +248,8 @@ func (s *boltStore) Verify() (ok bool, checked uint64, first, last, firstBroken 
 }
 
 func (s *boltStore) Close() error { return s.db.Close() }
+
+// Range implements Store.
+func (s *boltStore) Range(from, to uint64, max int) ([]Entry, error) {
+	return rangeEntries(s, from, to, max)
+}

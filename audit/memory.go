@@ -155,3 +155,8 @@ func (m *memoryStore) Close() error {
 	m.entries = nil
 	return nil
 }
+
+// Range implements Store.
+func (m *memoryStore) Range(from, to uint64, max int) ([]Entry, error) {
+	return rangeEntries(m, from, to, max)
+}

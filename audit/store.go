@@ -42,6 +42,9 @@ type Store interface {
 	// corrupt entry is reported as broken, not as an error.
 	Verify() (ok bool, checked uint64, first, last, firstBroken uint64, err error)
 	Close() error
+	// Range returns up to max entries with from <= seq <= to, in seq order
+	// (for a peer filling in the trail a snapshot did not carry).
+	Range(from, to uint64, max int) ([]Entry, error)
 }
 
 // Query selects entries. All set filters must match.
@@ -235,4 +238,25 @@ func checkOrder(entries []Entry) error {
 		prev = entries[i].Seq
 	}
 	return nil
+}
+
+// rangeEntries implements Store.Range over a scanner.
+func rangeEntries(s scanner, from, to uint64, max int) ([]Entry, error) {
+	var out []Entry
+	var scanErr error
+	err := s.scan(from, func(seq uint64, e *Entry, err error) bool {
+		if seq > to || len(out) >= max {
+			return false
+		}
+		if err != nil {
+			scanErr = fmt.Errorf("audit entry %d: %w", seq, err)
+			return false
+		}
+		out = append(out, *e)
+		return true
+	})
+	if err == nil {
+		err = scanErr
+	}
+	return out, err
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -47,7 +48,8 @@ type Node struct {
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 
-	kmsDuties keyDuties // keytimer.go
+	kmsDuties keyDuties     // keytimer.go
+	readyTerm atomic.Uint64 // term in which this leader committed an entry (linearizable reads)
 }
 
 // New starts a node: it opens (or creates) the data dir, starts Raft and the
@@ -157,6 +159,9 @@ func (n *Node) start() error {
 	}
 	n.prop = newProposer(n)
 	n.goLoop(n.leaderLoop)
+	if !cfg.Dev {
+		n.goLoop(n.auditFillLoop)
+	}
 	if cfg.SnapshotInterval > 0 && !cfg.Dev {
 		n.goLoop(n.backupLoop)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/cofferhq/coffer/apitypes"
 	"time"
 
 	"github.com/cofferhq/coffer/errs"
@@ -13,10 +14,11 @@ import (
 
 // Forwarding RPC methods on the cluster port.
 const (
-	rpcForward   uint8 = 1 // []fsm.Envelope -> []fsm.Result
-	rpcReadIndex uint8 = 2 // -> uint64 commit index, after confirming leadership
-	rpcStatus    uint8 = 3 // -> nodeStatus
-	rpcRestore   uint8 = 4 // snapshot file -> nothing
+	rpcForward    uint8 = 1 // []fsm.Envelope -> []fsm.Result
+	rpcReadIndex  uint8 = 2 // -> uint64 commit index, after confirming leadership
+	rpcStatus     uint8 = 3 // -> nodeStatus
+	rpcRestore    uint8 = 4 // snapshot file -> nothing
+	rpcAuditRange uint8 = 5 // auditRangeRequest -> []AuditEntry
 )
 
 type nodeStatus struct {
@@ -46,6 +48,8 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 		return msgpack.Marshal(idx)
 	case rpcStatus:
 		return msgpack.Marshal(n.status())
+	case rpcAuditRange:
+		return n.serveAuditRange(body)
 	case rpcRestore:
 		if err := n.restoreOnLeader(body); err != nil {
 			return nil, err
@@ -89,6 +93,14 @@ func (n *Node) status() nodeStatus {
 func (n *Node) leaderReadIndex() (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, errs.New(errs.Unavailable, "not the leader")
+	}
+	// A new leader's commit index may lag until an entry of its own term
+	// commits (Raft §6.4): wait for that once per term.
+	if term := n.raft.CurrentTerm(); n.readyTerm.Load() != term {
+		if err := n.raft.Barrier(apitypes.MaxMinIndexWait).Error(); err != nil {
+			return 0, errs.New(errs.Unavailable, "new leader not ready for reads: %v", err)
+		}
+		n.readyTerm.Store(term)
 	}
 	idx := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
