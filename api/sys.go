@@ -9,6 +9,7 @@ import (
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
+	"github.com/cofferhq/coffer/fsm"
 )
 
 const (
@@ -89,7 +90,7 @@ func (s *Server) removePeer(ctx context.Context, rc *reqCtx, raw []byte) (any, e
 	if req.NodeID == "" {
 		return nil, invalid("node_id is required")
 	}
-	if err := s.sysAction(ctx, rc, evRemovePeer, func() error { return s.n.RemovePeer(req.NodeID) }); err != nil {
+	if err := s.sysAction(ctx, rc, evRemovePeer, func() error { return s.n.RemovePeer(ctx, req.NodeID) }); err != nil {
 		return nil, err
 	}
 	return &apitypes.IndexResponse{Index: s.n.State().Index}, nil
@@ -100,7 +101,7 @@ func (s *Server) transferLeadership(ctx context.Context, rc *reqCtx, raw []byte)
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
-	if err := s.sysAction(ctx, rc, evTransferLeadership, func() error { return s.n.TransferLeadership(req.NodeID) }); err != nil {
+	if err := s.sysAction(ctx, rc, evTransferLeadership, func() error { return s.n.TransferLeadership(ctx, req.NodeID) }); err != nil {
 		return nil, err
 	}
 	return &apitypes.IndexResponse{Index: s.n.State().Index}, nil
@@ -116,6 +117,12 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		}
 		var buf bytes.Buffer
 		if err := s.sysAction(ctx, rc, evSnapshot, func() error {
+			// Include every write acknowledged so far: catch up with the
+			// leader's commit index first (a node cut off from the leader
+			// still saves what it has).
+			if _, err := s.n.ReadState(ctx, apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader}); err != nil {
+				s.logger.Warn("snapshot from this node's state: leader not reachable", "error", err)
+			}
 			_, err := s.n.WriteSnapshot(&buf)
 			return err
 		}); err != nil {
@@ -138,17 +145,20 @@ func (s *Server) serveRestore(w http.ResponseWriter, r *http.Request) {
 		if err := s.authorize(ctx, rc, s.n.State(), evRestore, "", nil); err != nil {
 			return err
 		}
-		if err := s.n.RestoreSnapshot(ctx, body); err != nil {
+		info, state, err := s.n.CheckRestore(body)
+		if err != nil {
 			return s.failed(ctx, rc, evRestore, "", err)
 		}
-		if err := s.auditNow(ctx, rc, s.ok(rc, evRestore, "")); err != nil {
+		e := s.entry(rc, evRestore, "")
+		e.Reason = fmt.Sprintf("snapshot of cluster %s at index %d", info.ClusterID, info.Index)
+		res, err := s.submit(ctx, rc, fsm.CmdRestoreState, &fsm.RestoreState{State: state}, e)
+		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, &apitypes.IndexResponse{Index: s.n.State().Index})
+		writeJSON(w, http.StatusOK, &apitypes.IndexResponse{Index: res.Index})
 		return nil
 	})
 }
-
 func (s *Server) serveBinary(w http.ResponseWriter, r *http.Request, action string, limit int64, fn func(context.Context, *reqCtx, []byte) error) {
 	if r.Method != http.MethodPost {
 		writeErrorStatus(w, http.StatusMethodNotAllowed, errs.New(errs.InvalidArgument, "use POST for %s", r.URL.Path))

@@ -299,3 +299,44 @@ func Format(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "%-10s c=%-4d %10.0f ops/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %s\n",
 		r.Workload, r.Concurrency, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, errsTxt)
 }
+
+// PrepareSpread creates Keys secrets (one ValueSize value each) with
+// Concurrency clients spread over every target: a bulk load.
+func PrepareSpread(ctx context.Context, c Config) error {
+	if err := c.defaults(); err != nil {
+		return err
+	}
+	value := randomValue(c.ValueSize)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < c.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			target := c.Targets[w%len(c.Targets)]
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= c.Keys || ctx.Err() != nil || firstErr.Load() != nil {
+					return
+				}
+				body, _ := json.Marshal(map[string]any{"path": c.path(i), "value": value})
+				for attempt := 0; ; attempt++ {
+					code := c.call(ctx, target, "createSecret", body)
+					if code == "" || code == "AlreadyExists" {
+						break
+					}
+					if code != "Unavailable" || attempt > 20 {
+						firstErr.CompareAndSwap(nil, fmt.Errorf("create %s: %s", c.path(i), code))
+						return
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}

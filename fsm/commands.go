@@ -33,6 +33,7 @@ const (
 	CmdRevokeToken    CmdType = 10
 	CmdPutPolicy      CmdType = 11
 	CmdDeletePolicy   CmdType = 12
+	CmdRestoreState   CmdType = 13
 )
 
 // Command types of the KMS key lifecycle (20–39, see keys.go). Never

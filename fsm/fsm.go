@@ -181,6 +181,8 @@ func (t *txn) dispatch(env *Envelope) Result {
 		return run(env, t.putPolicy)
 	case CmdDeletePolicy:
 		return run(env, t.deletePolicy)
+	case CmdRestoreState:
+		return run(env, t.restoreState)
 	case CmdCreateKey:
 		return run(env, t.createKey)
 	case CmdRotateKey:

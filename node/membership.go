@@ -180,6 +180,16 @@ func (n *Node) Join(addr string) error {
 	if n.ml == nil {
 		return errs.New(errs.FailedPrecondition, "this node runs without gossip (dev mode)")
 	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errs.New(errs.InvalidArgument, "addr %q must be host:port (a node's gossip address)", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return errs.New(errs.InvalidArgument, "addr %q: bad port", addr)
+	}
+	if _, err := net.LookupHost(host); err != nil {
+		return errs.New(errs.InvalidArgument, "addr %q: can't resolve %s", addr, host)
+	}
 	if _, err := n.ml.Join([]string{addr}); err != nil {
 		return errs.New(errs.Unavailable, "join %s: %v", addr, err)
 	}
@@ -406,12 +416,13 @@ func (n *Node) Health() (apitypes.Health, bool) {
 }
 
 // RemovePeer removes a server from the Raft configuration (leader only).
-func (n *Node) RemovePeer(id string) error {
-	if n.raft.State() != raft.Leader {
-		return errs.New(errs.Unavailable, "send removePeer to the leader (%s)", n.LeaderID())
-	}
+func (n *Node) RemovePeer(ctx context.Context, id string) error {
 	if id == "" {
 		return errs.New(errs.InvalidArgument, "node_id is required")
+	}
+	if n.raft.State() != raft.Leader {
+		_, err := n.callLeader(ctx, rpcRemovePeer, []byte(id))
+		return err
 	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
@@ -432,9 +443,10 @@ func (n *Node) RemovePeer(id string) error {
 
 // TransferLeadership hands leadership to id, or to the most up-to-date
 // voter when id is empty (leader only).
-func (n *Node) TransferLeadership(id string) error {
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	if n.raft.State() != raft.Leader {
-		return errs.New(errs.Unavailable, "send transferLeadership to the leader (%s)", n.LeaderID())
+		_, err := n.callLeader(ctx, rpcTransfer, []byte(id))
+		return err
 	}
 	var f raft.Future
 	if id == "" {

@@ -158,6 +158,7 @@ func (n *Node) start() error {
 		}
 	}
 	n.prop = newProposer(n)
+	n.observeLeaders()
 	n.goLoop(n.leaderLoop)
 	if !cfg.Dev {
 		n.goLoop(n.auditFillLoop)

@@ -46,10 +46,48 @@ func newProposer(n *Node) *proposer {
 
 func (p *proposer) close() { close(p.stop) }
 
+// Messages of the Unavailable errors that prove a command was not
+// submitted to Raft: Propose retries those while an election settles.
+const (
+	msgNoLeader     = "no leader: the cluster has no quorum or is electing one"
+	msgNotLeader    = "not the leader (leadership moved); retry"
+	msgNotSubmitted = "lost leadership before the write was submitted; retry"
+)
+
+// notSubmitted reports whether err proves its command never reached Raft.
+func notSubmitted(e *errs.Error) bool {
+	return e != nil && e.Code == errs.Unavailable &&
+		(e.Message == msgNoLeader || e.Message == msgNotLeader || e.Message == msgNotSubmitted)
+}
+
+// electionWait bounds how long Propose waits for a leader to appear.
+const electionWait = 5 * time.Second
+
 // Propose commits one command through Raft and returns its result. A
 // domain error is in Result.Err; err is set only when the command's outcome
-// is unknown or it could not be submitted (Unavailable).
+// is unknown or it could not be submitted (Unavailable). While there is no
+// leader, it waits (up to electionWait) for one: the command provably was
+// not submitted, so trying again is safe.
 func (n *Node) Propose(ctx context.Context, env fsm.Envelope) (fsm.Result, error) {
+	deadline := time.Now().Add(electionWait)
+	backoff := 20 * time.Millisecond
+	for {
+		res, err := n.proposeOnce(ctx, env)
+		if err == nil || !notSubmitted(errs.As(err)) || time.Now().Add(backoff).After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-n.shutdownCh:
+			return res, err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 250*time.Millisecond)
+	}
+}
+
+func (n *Node) proposeOnce(ctx context.Context, env fsm.Envelope) (fsm.Result, error) {
 	pr := &proposal{env: env, size: len(env.Body) + 256, done: make(chan fsm.Result, 1)}
 	select {
 	case n.prop.queue <- pr:
@@ -142,10 +180,10 @@ func (n *Node) commit(envs []fsm.Envelope) ([]fsm.Result, error) {
 	}
 	addr, _ := n.raft.LeaderWithID()
 	if addr == "" {
-		return nil, errs.New(errs.Unavailable, "no leader: the cluster has no quorum or is electing one")
+		return nil, errs.New(errs.Unavailable, msgNoLeader)
 	}
 	if n.rpc == nil {
-		return nil, errs.New(errs.Unavailable, "not the leader")
+		return nil, errs.New(errs.Unavailable, msgNotLeader)
 	}
 	body, err := msgpack.Marshal(envs)
 	if err != nil {
@@ -169,11 +207,17 @@ func (n *Node) applyBatch(envs []fsm.Envelope) ([]fsm.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	BatchCommands.Observe(float64(len(envs)))
+	audits := 0
+	for i := range envs {
+		audits += len(envs[i].Audit)
+	}
+	AuditEntriesPerBatch.Observe(float64(audits))
 	f := n.raft.Apply(data, applyTimeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, errs.New(errs.Unavailable, "lost leadership before the write was submitted; retry")
+			return nil, errs.New(errs.Unavailable, msgNotSubmitted)
 		case errors.Is(err, raft.ErrLeadershipLost):
 			return nil, errs.New(errs.Unavailable, "leadership lost while committing; the write's outcome is unknown")
 		case errors.Is(err, raft.ErrRaftShutdown):

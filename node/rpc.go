@@ -17,8 +17,10 @@ const (
 	rpcForward    uint8 = 1 // []fsm.Envelope -> []fsm.Result
 	rpcReadIndex  uint8 = 2 // -> uint64 commit index, after confirming leadership
 	rpcStatus     uint8 = 3 // -> nodeStatus
-	rpcRestore    uint8 = 4 // snapshot file -> nothing
+	_             uint8 = 4 // retired: restores travel through the log
 	rpcAuditRange uint8 = 5 // auditRangeRequest -> []AuditEntry
+	rpcRemovePeer uint8 = 6 // node id -> nothing (leader only)
+	rpcTransfer   uint8 = 7 // node id or "" -> nothing (leader only)
 )
 
 type nodeStatus struct {
@@ -36,7 +38,7 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 			return nil, errs.New(errs.InvalidArgument, "bad forwarded commands: %v", err)
 		}
 		if n.raft.State() != raft.Leader {
-			return nil, errs.New(errs.Unavailable, "not the leader (leadership moved); retry")
+			return nil, errs.New(errs.Unavailable, msgNotLeader)
 		}
 		results := n.proposeAll(ctx, envs)
 		return msgpack.Marshal(results)
@@ -48,13 +50,12 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 		return msgpack.Marshal(idx)
 	case rpcStatus:
 		return msgpack.Marshal(n.status())
+	case rpcRemovePeer:
+		return nil, n.RemovePeer(ctx, string(body))
+	case rpcTransfer:
+		return nil, n.TransferLeadership(ctx, string(body))
 	case rpcAuditRange:
 		return n.serveAuditRange(body)
-	case rpcRestore:
-		if err := n.restoreOnLeader(body); err != nil {
-			return nil, err
-		}
-		return nil, nil
 	}
 	return nil, errs.New(errs.InvalidArgument, "unknown rpc method %d", method)
 }
@@ -112,7 +113,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 func (n *Node) callLeader(ctx context.Context, method uint8, body []byte) ([]byte, error) {
 	addr, _ := n.raft.LeaderWithID()
 	if addr == "" {
-		return nil, errs.New(errs.Unavailable, "no leader: the cluster has no quorum or is electing one")
+		return nil, errs.New(errs.Unavailable, msgNoLeader)
 	}
 	if n.rpc == nil {
 		return nil, errs.New(errs.Unavailable, "no cluster transport")

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/cofferhq/coffer/errs"
 	"github.com/cofferhq/coffer/fsm"
-	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -99,45 +97,34 @@ func ParseSnapshot(data []byte) (SnapshotInfo, []byte, error) {
 	return info, state, nil
 }
 
-// RestoreSnapshot replaces the cluster's state with a snapshot file's. It
-// runs on the leader (a follower forwards the file).
-func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
-	info, state, err := ParseSnapshot(data)
-	if err != nil {
-		return errs.New(errs.InvalidArgument, "%v", err)
-	}
-	if cur := n.fsm.State().ClusterID; cur != "" && info.ClusterID != cur {
-		return errs.New(errs.FailedPrecondition, "snapshot is from another cluster (%s, this is %s)", info.ClusterID, cur)
-	}
-	if _, err := fsm.ReadState(bytes.NewReader(state)); err != nil {
-		return errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)
-	}
-	if n.raft.State() == raft.Leader {
-		return n.restoreOnLeader(data)
-	}
-	_, err = n.callLeader(ctx, rpcRestore, data)
-	return err
-}
+// MaxRestoreStateBytes bounds a restore: the state travels through the Raft
+// log as one entry, so every node applies it at the same point of the log.
+const MaxRestoreStateBytes = 60 << 20
 
-func (n *Node) restoreOnLeader(data []byte) error {
+// CheckRestore validates a snapshot file for restoring into this cluster and
+// returns its state stream. A snapshot from another cluster is accepted only
+// by a fresh cluster (no secrets, no key but default, no policy, at most the
+// root token): that is disaster recovery onto new nodes. The root key must
+// unwrap every key version of the snapshot.
+func (n *Node) CheckRestore(data []byte) (SnapshotInfo, []byte, error) {
 	info, state, err := ParseSnapshot(data)
 	if err != nil {
-		return errs.New(errs.InvalidArgument, "%v", err)
+		return info, nil, errs.New(errs.InvalidArgument, "%v", err)
 	}
-	if cur := n.fsm.State().ClusterID; cur != "" && info.ClusterID != cur {
-		return errs.New(errs.FailedPrecondition, "snapshot is from another cluster (%s, this is %s)", info.ClusterID, cur)
+	if len(state) > MaxRestoreStateBytes {
+		return info, nil, errs.New(errs.TooLarge, "snapshot state is %d MiB; restores through the API take at most %d MiB", len(state)>>20, MaxRestoreStateBytes>>20)
+	}
+	cur := n.fsm.State()
+	fresh := cur.Secrets.Len() == 0 && cur.Keys.Len() <= 1 && cur.Policies.Len() == 0 && cur.Tokens.Len() <= 1
+	if cur.ClusterID != "" && info.ClusterID != cur.ClusterID && !fresh {
+		return info, nil, errs.New(errs.FailedPrecondition, "snapshot is from another cluster (%s, this is %s); only a fresh cluster accepts it", info.ClusterID, cur.ClusterID)
 	}
 	st, err := fsm.ReadState(bytes.NewReader(state))
 	if err != nil {
-		return errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)
+		return info, nil, errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)
 	}
 	if err := n.checkKeyMaterial(st, "the snapshot's"); err != nil {
-		return errs.New(errs.FailedPrecondition, "%v", err)
+		return info, nil, errs.New(errs.FailedPrecondition, "%v", err)
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: info.Index, Term: info.Term, Size: int64(len(state))}
-	if err := n.raft.Restore(meta, bytes.NewReader(state), time.Minute); err != nil {
-		return errs.New(errs.Unavailable, "restore: %v", err)
-	}
-	n.logger.Info("state restored from snapshot", "snapshot_index", info.Index, "secrets", info.Secrets)
-	return nil
+	return info, state, nil
 }

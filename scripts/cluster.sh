@@ -11,8 +11,9 @@
 # (progress goes to stderr; only the export lines go to stdout).
 #
 # Environment:
-#   BASE_PORT      first port (default 7700). Node i (0,1,2) uses
-#                  BASE_PORT+10*i for HTTP, +1 for Raft, +2 for gossip.
+#   BASE_PORT      first port (default 7700, or the one CLUSTER_DIR was
+#                  created with). Node i (0,1,2) uses BASE_PORT+10*i for
+#                  HTTP, +1 for Raft, +2 for gossip.
 #   CLUSTER_DIR    state directory (default ./tmp/cluster under the repo)
 #   COFFER_BIN     binary (default ./bin/coffer; built with `make build`
 #                  when missing)
@@ -28,8 +29,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-BASE_PORT=${BASE_PORT:-7700}
 CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/tmp/cluster}
+# A cluster keeps its ports: Raft stores its peers' addresses in the data
+# dirs. The ports of an existing CLUSTER_DIR are recorded in base-port.
+STORED_BASE_PORT=""
+if [[ -f $CLUSTER_DIR/base-port ]]; then
+	STORED_BASE_PORT=$(<"$CLUSTER_DIR/base-port")
+fi
+BASE_PORT=${BASE_PORT:-${STORED_BASE_PORT:-7700}}
 COFFER_BIN=${COFFER_BIN:-$ROOT/bin/coffer}
 START_TIMEOUT=${START_TIMEOUT:-60}
 STOP_TIMEOUT=${STOP_TIMEOUT:-15}
@@ -162,10 +169,33 @@ wait_ready() {
 	done
 }
 
+# wait_initialized: until every node has applied the init entry, so the root
+# token works on each of them (tokens are checked in a node's applied state).
+wait_initialized() {
+	local deadline=$(($(now) + START_TIMEOUT)) i n
+	while :; do
+		n=0
+		for i in "${!NODES[@]}"; do
+			if [[ $("$COFFER_BIN" health --json --addr "$(url "$i")" 2>/dev/null | json_field initialized) == true ]]; then
+				n=$((n + 1))
+			fi
+		done
+		((n == ${#NODES[@]})) && return 0
+		if (($(now) >= deadline)); then
+			die "only $n of ${#NODES[@]} nodes applied the init entry within ${START_TIMEOUT}s"
+		fi
+		sleep 0.1
+	done
+}
+
 cmd_start() {
 	ensure_binary
+	if [[ -n $STORED_BASE_PORT && $STORED_BASE_PORT != "$BASE_PORT" ]]; then
+		die "$CLUSTER_DIR was created with BASE_PORT=$STORED_BASE_PORT (Raft keeps the peers' addresses); use that, or stop the cluster and remove $CLUSTER_DIR (make clean) for a new one"
+	fi
 	mkdir -p "$CLUSTER_DIR"
 	chmod 700 "$CLUSTER_DIR"
+	echo "$BASE_PORT" >"$CLUSTER_DIR/base-port"
 	if [[ ! -f $CLUSTER_DIR/root.key ]]; then
 		"$COFFER_BIN" operator keygen --out "$CLUSTER_DIR/root.key" 2>/dev/null
 		log "wrote a new root key to $CLUSTER_DIR/root.key"
@@ -194,6 +224,7 @@ cmd_start() {
 		die "operator init failed"
 	fi
 	rm -f "$CLUSTER_DIR/init.err"
+	wait_initialized
 	printf 'export COFFER_ADDR=%s\n' "$(url 0)"
 	printf 'export COFFER_TOKEN=%s\n' "$token"
 }

@@ -10,6 +10,7 @@ import (
 var auditCommands = []command{
 	{"query", "List audit entries matching filters", auditQuery},
 	{"verify", "Check the audit hash chain (exit 1 when broken)", auditVerify},
+	{"tail", "Follow the audit trail as entries are committed", auditTail},
 }
 
 func runAuditGroup(a *app, args []string) int { return a.dispatch("audit", auditCommands, args) }

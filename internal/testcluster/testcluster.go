@@ -64,6 +64,8 @@ type Cluster struct {
 
 // Options tune a test cluster.
 type Options struct {
+	// RootKeyLine sets the root key file's content (default: a new key).
+	RootKeyLine string
 	// NoInit leaves the cluster without a root token.
 	NoInit bool
 	// SnapshotThreshold overrides Raft's (small values force snapshots).
@@ -87,7 +89,10 @@ func New(t testing.TB, n int, opt ...Options) *Cluster {
 	if len(opt) > 0 {
 		c.opts = opt[0]
 	}
-	line, err := kms.GenerateRootKey()
+	line, err := c.opts.RootKeyLine, error(nil)
+	if line == "" {
+		line, err = kms.GenerateRootKey()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

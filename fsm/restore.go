@@ -1,0 +1,29 @@
+package fsm
+
+import (
+	"bytes"
+
+	"github.com/cofferhq/coffer/errs"
+)
+
+// RestoreState replaces the cluster's data with a snapshot's. It travels
+// through the log like any change, so every node swaps its state at the same
+// index, and the audit chain goes on from its current head (the restore is
+// itself audited) instead of rewinding to the snapshot's.
+type RestoreState struct {
+	State []byte `msgpack:"s"` // a state stream (WriteState)
+}
+
+// restoreState keeps the cluster's identity (id, root fingerprint) and audit
+// head; secrets, keys, tokens and policies come from the snapshot.
+func (t *txn) restoreState(c *RestoreState) Result {
+	st, err := ReadState(bytes.NewReader(c.State))
+	if err != nil {
+		return Result{Err: errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)}
+	}
+	t.secrets, t.keys, t.tokens, t.hashes = st.Secrets.Txn(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn()
+	t.pols, t.bindings = st.Policies.Txn(), st.Bindings.Txn()
+	t.meta.VersionCount = st.VersionCount
+	t.meta.Initialized = t.meta.Initialized || st.Initialized
+	return Result{}
+}

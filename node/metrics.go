@@ -1,0 +1,47 @@
+package node
+
+import (
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Node metrics, registered by the API's /metrics handler. Labels never hold
+// paths, values or tokens.
+var (
+	// LeaderChanges counts leader changes this node observed.
+	LeaderChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coffer_raft_leader_changes_total", Help: "Leader changes observed by this node.",
+	})
+	// BatchCommands is the number of commands per Raft entry this leader
+	// committed (group commit: writes and read audit entries together).
+	BatchCommands = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "coffer_raft_batch_commands", Help: "Commands per Raft log entry (group commit).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+	})
+	// AuditEntriesPerBatch is the number of audit entries per Raft entry.
+	AuditEntriesPerBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "coffer_audit_batch_entries", Help: "Audit entries committed per Raft log entry.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
+)
+
+// observeLeaders counts leader changes through a Raft observer.
+func (n *Node) observeLeaders() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	n.goLoop(func() {
+		defer n.raft.DeregisterObserver(obs)
+		for {
+			select {
+			case <-n.shutdownCh:
+				return
+			case <-ch:
+				LeaderChanges.Inc()
+			}
+		}
+	})
+}
