@@ -19,9 +19,9 @@ const (
 	evRotateKey      = "kms.rotate_key"
 	evDisableKey     = "kms.disable_key"
 	evEnableKey      = "kms.enable_key"
-	evScheduleDelete = "kms.schedule_deletion"
-	evCancelDelete   = "kms.cancel_deletion"
-	evListBindings   = "kms.list_bindings"
+	evScheduleDelete = "kms.schedule_key_deletion"
+	evCancelDelete   = "kms.cancel_key_deletion"
+	evListBindings   = "kms.list_key_bindings"
 	evRebindKey      = "secrets.rebind_key"
 	evRewrap         = "sys.rewrap"
 )

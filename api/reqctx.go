@@ -24,6 +24,7 @@ type reqCtx struct {
 	source    netip.Addr
 	token     *fsm.Token // nil for public actions called without a token
 	principal apitypes.Principal
+	audited   bool // an entry of this request was committed
 }
 
 func (s *Server) newReqCtx(ctx context.Context, r *http.Request, action string, public bool) (*reqCtx, error) {
@@ -220,6 +221,7 @@ func (s *Server) auditNow(ctx context.Context, rc *reqCtx, entries ...apitypes.A
 	if err != nil {
 		return errs.New(errs.Unavailable, "the audit entry could not be committed (%s); nothing was returned", errs.As(err).Message)
 	}
+	rc.audited = true
 	if res.Err != nil {
 		return res.Err
 	}

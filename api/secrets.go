@@ -124,6 +124,7 @@ func (s *Server) submit(ctx context.Context, rc *reqCtx, t fsm.CmdType, body any
 	if err != nil {
 		return res, err
 	}
+	rc.audited = true // committed, with its entries (whatever the outcome)
 	if res.Err != nil {
 		return res, res.Err
 	}

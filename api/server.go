@@ -45,7 +45,8 @@ type Server struct {
 // raw (strictly) and returns the answer to encode.
 type action struct {
 	handle func(ctx context.Context, rc *reqCtx, raw []byte) (any, error)
-	public bool // no token needed
+	event  string // audit event of a request that fails before its own entry
+	public bool   // no token needed
 }
 
 // New returns the API server for n.
@@ -113,10 +114,22 @@ func (s *Server) serveAction(w http.ResponseWriter, r *http.Request) {
 	observe(name, err, start)
 	clear(raw) // the body may hold a value
 	if err != nil {
+		s.auditFailure(ctx, rc, act.event, err)
 		writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// auditFailure records a request that reached its action and failed before
+// any of its audit entries was committed (bad input, say): every such
+// request leaves one entry. Unavailable failures are not retried into the
+// log (there is no quorum to write to).
+func (s *Server) auditFailure(ctx context.Context, rc *reqCtx, event string, err error) {
+	if rc.audited || rc.token == nil || errs.CodeOf(err) == errs.Unavailable {
+		return
+	}
+	_ = s.failed(ctx, rc, event, "", err)
 }
 
 // readBody reads at most limit bytes; a larger body is TooLarge.

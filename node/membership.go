@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -27,6 +28,9 @@ type gossipMeta struct {
 	HTTPAddr        string `msgpack:"ha"`
 	RootFingerprint string `msgpack:"fp"` // root key check value: peers under another root key are refused
 	Version         string `msgpack:"v"`
+	// ClusterID is the cluster whose data this node holds ("" for a fresh
+	// node): a server with another cluster's data is never admitted.
+	ClusterID string `msgpack:"cid,omitempty"`
 
 	// RootFingerprints are all the root keys the node holds (oldest first):
 	// during a root key rotation, peers that share any key are one cluster.
@@ -45,16 +49,27 @@ type memberHealth struct {
 }
 
 type gossipDelegate struct {
-	meta []byte
-	fp   string
-	fps  []string // all root keys held, for sameRoot
-	n    *Node
+	base      gossipMeta
+	announced atomic.Value // cluster id last broadcast
+	fp        string
+	fps       []string // all root keys held, for sameRoot
+	n         *Node
 
 	mu     sync.Mutex
 	health map[raft.ServerID]memberHealth // leader's view, for stabilization and cleanup
 }
 
-func (d *gossipDelegate) NodeMeta(limit int) []byte                  { return d.meta }
+// NodeMeta is computed on each gossip broadcast, so a fresh node starts
+// announcing its cluster id once it has one.
+func (d *gossipDelegate) NodeMeta(limit int) []byte {
+	m := d.base
+	m.ClusterID = d.n.clusterID()
+	b, err := msgpack.Marshal(&m)
+	if err != nil || len(b) > limit {
+		return nil
+	}
+	return b
+}
 func (d *gossipDelegate) NotifyMsg([]byte)                           {}
 func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
@@ -104,14 +119,11 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("bad --gossip-addr port %q", portStr)
 	}
-	meta, err := msgpack.Marshal(&gossipMeta{
+	base := gossipMeta{
 		NodeID: n.cfg.NodeID, ClusterAddr: n.cfg.ClusterAddr, HTTPAddr: n.cfg.HTTPAddr,
 		RootFingerprint: n.keys.Root().Fingerprint(), RootFingerprints: n.keys.Root().Fingerprints(), Version: Version,
-	})
-	if err != nil {
-		return err
 	}
-	d := &gossipDelegate{meta: meta, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, health: map[raft.ServerID]memberHealth{}}
+	d := &gossipDelegate{base: base, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, health: map[raft.ServerID]memberHealth{}}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.NodeID
 	mc.BindAddr, mc.BindPort = host, port
@@ -220,6 +232,10 @@ func (n *Node) reconcileMembers() {
 	for _, m := range n.ml.Members() {
 		meta, err := decodeMeta(m.Meta)
 		if err != nil || !d.sameRoot(meta) {
+			continue
+		}
+		if own := n.clusterID(); meta.ClusterID != "" && own != "" && meta.ClusterID != own {
+			n.logger.Warn("not admitting a server holding another cluster's data", "node", meta.NodeID, "its_cluster", meta.ClusterID)
 			continue
 		}
 		if m.State == memberlist.StateAlive {
@@ -401,6 +417,10 @@ func (n *Node) Health() (apitypes.Health, bool) {
 	st := n.fsm.State()
 	h := apitypes.Health{NodeID: n.cfg.NodeID, Role: n.Role(), LeaderID: n.LeaderID(), AppliedIndex: n.raft.AppliedIndex(), Initialized: st.Initialized, Warnings: []string{}}
 	serving := true
+	if e := n.fatal.Load(); e != nil {
+		h.Warnings = append(h.Warnings, "not serving: "+(*e).Error())
+		serving = false
+	}
 	if h.LeaderID == "" {
 		h.Warnings = append(h.Warnings, "no leader: the cluster has no quorum or is electing one")
 		serving = false
@@ -475,3 +495,32 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 
 // Indexes returns Raft's commit and applied indexes.
 func (n *Node) Indexes() (commit, applied uint64) { return n.raft.CommitIndex(), n.raft.AppliedIndex() }
+
+// clusterID is the cluster this node's data belongs to: from the state, or
+// from the data dir (a node whose log has not been replayed yet).
+func (n *Node) clusterID() string {
+	if id := n.fsm.State().ClusterID; id != "" {
+		return id
+	}
+	if n.meta != nil {
+		return n.meta.clusterID()
+	}
+	return ""
+}
+
+// announceClusterID re-broadcasts this node's gossip metadata once it knows
+// its cluster id (memberlist only asks for metadata when told to).
+func (n *Node) announceClusterID() {
+	if n.ml == nil || n.gossip == nil {
+		return
+	}
+	id := n.clusterID()
+	if id == "" || n.gossip.announced.Load() == id {
+		return
+	}
+	if err := n.ml.UpdateNode(time.Second); err != nil {
+		n.logger.Debug("gossip metadata update", "error", err)
+		return
+	}
+	n.gossip.announced.Store(id)
+}

@@ -48,8 +48,9 @@ type Node struct {
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 
-	kmsDuties keyDuties     // keytimer.go
-	readyTerm atomic.Uint64 // term in which this leader committed an entry (linearizable reads)
+	kmsDuties keyDuties             // keytimer.go
+	readyTerm atomic.Uint64         // term in which this leader committed an entry (linearizable reads)
+	fatal     atomic.Pointer[error] // set when the node stopped taking part (foreign data)
 }
 
 // New starts a node: it opens (or creates) the data dir, starts Raft and the
@@ -296,6 +297,17 @@ func (n *Node) leaderLoop() {
 		case <-n.raft.LeaderCh():
 		case <-ticker.C:
 		}
+		if n.meta != nil && n.fsm.State().ClusterID != "" {
+			if err := n.meta.setClusterID(n.fsm.State().ClusterID); err != nil && n.fatal.Load() == nil {
+				// This data dir belongs to another cluster: stop taking part
+				// rather than mix two clusters' logs.
+				n.logger.Error("stopping Raft: this node holds another cluster's data", "error", err)
+				n.fatal.Store(&err)
+				go n.raft.Shutdown()
+				continue
+			}
+		}
+		n.announceClusterID()
 		if !n.IsLeader() {
 			continue
 		}
@@ -303,9 +315,6 @@ func (n *Node) leaderLoop() {
 			if err := n.initCluster(); err != nil {
 				n.logger.Warn("cluster init failed; will retry", "error", err)
 			}
-		}
-		if n.meta != nil && n.fsm.State().ClusterID != "" {
-			_ = n.meta.setClusterID(n.fsm.State().ClusterID)
 		}
 		n.reconcileMembers()
 	}

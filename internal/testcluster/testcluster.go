@@ -64,6 +64,8 @@ type Cluster struct {
 
 // Options tune a test cluster.
 type Options struct {
+	// IDPrefix prefixes node ids (n0, n1... by default).
+	IDPrefix string
 	// RootKeyLine sets the root key file's content (default: a new key).
 	RootKeyLine string
 	// NoInit leaves the cluster without a root token.
@@ -107,7 +109,7 @@ func New(t testing.TB, n int, opt ...Options) *Cluster {
 			t.Fatal(err)
 		}
 		tn := &Node{
-			ID: fmt.Sprintf("n%d", i), Dir: dir, DataDir: filepath.Join(dir, "data"),
+			ID: fmt.Sprintf("%sn%d", c.opts.IDPrefix, i), Dir: dir, DataDir: filepath.Join(dir, "data"),
 			LogFile: filepath.Join(dir, "node.log"), AuditFile: filepath.Join(dir, "audit.jsonl"),
 			HTTPAddr: freeAddr(t), ClusterAddr: freeAddr(t), GossipAddr: freeAddr(t),
 		}
