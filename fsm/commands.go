@@ -174,23 +174,63 @@ func NewEnvelope(t CmdType, body any, caller string, auditEntries []apitypes.Aud
 	return Envelope{Type: t, Body: b, Caller: caller, Audit: auditEntries}, nil
 }
 
-// EncodeBatch returns the log entry bytes of a batch.
-func EncodeBatch(b *Batch) ([]byte, error) {
-	body, err := msgpack.Marshal(b)
+// wireBatch is a batch as it sits in the log: each command is an encoded
+// Envelope, embedded as is, so a leader batches commands forwarded by
+// followers without decoding and re-encoding them.
+type wireBatch struct {
+	Time int64                `msgpack:"t"`
+	Cmds []msgpack.RawMessage `msgpack:"c"`
+}
+
+// EncodeEnvelope encodes one command for a batch (EncodeRawBatch).
+func EncodeEnvelope(env *Envelope) ([]byte, error) {
+	b, err := msgpack.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", env.Type, err)
+	}
+	return b, nil
+}
+
+// EncodeRawBatch returns the log entry bytes of a batch of encoded commands.
+func EncodeRawBatch(time int64, cmds [][]byte) ([]byte, error) {
+	w := wireBatch{Time: time, Cmds: make([]msgpack.RawMessage, len(cmds))}
+	for i, c := range cmds {
+		w.Cmds[i] = c
+	}
+	body, err := msgpack.Marshal(&w)
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
 	return append([]byte{EntryBatch}, body...), nil
 }
 
-// DecodeBatch parses a log entry made by EncodeBatch.
+// EncodeBatch returns the log entry bytes of a batch.
+func EncodeBatch(b *Batch) ([]byte, error) {
+	cmds := make([][]byte, len(b.Cmds))
+	for i := range b.Cmds {
+		c, err := EncodeEnvelope(&b.Cmds[i])
+		if err != nil {
+			return nil, err
+		}
+		cmds[i] = c
+	}
+	return EncodeRawBatch(b.Time, cmds)
+}
+
+// DecodeBatch parses a log entry made by EncodeBatch or EncodeRawBatch.
 func DecodeBatch(data []byte) (*Batch, error) {
 	if len(data) == 0 || data[0] != EntryBatch {
 		return nil, fmt.Errorf("not a batch entry")
 	}
-	var b Batch
-	if err := msgpack.Unmarshal(data[1:], &b); err != nil {
+	var w wireBatch
+	if err := msgpack.Unmarshal(data[1:], &w); err != nil {
 		return nil, fmt.Errorf("decode batch: %w", err)
 	}
-	return &b, nil
+	b := &Batch{Time: w.Time, Cmds: make([]Envelope, len(w.Cmds))}
+	for i, c := range w.Cmds {
+		if err := msgpack.Unmarshal(c, &b.Cmds[i]); err != nil {
+			return nil, fmt.Errorf("decode command %d of batch: %w", i, err)
+		}
+	}
+	return b, nil
 }

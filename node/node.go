@@ -95,9 +95,11 @@ func (n *Node) start() error {
 			return err
 		}
 		n.meta = meta
-		if store, err = audit.OpenBoltStore(filepath.Join(cfg.DataDir, "audit.db")); err != nil {
+		auditDB, err := audit.OpenBoltStore(filepath.Join(cfg.DataDir, "audit.db"))
+		if err != nil {
 			return fmt.Errorf("open audit store: %w", err)
 		}
+		store = audit.NewBufferedStore(auditDB) // one bbolt transaction per many Raft entries
 		bolt, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 		if err != nil {
 			return fmt.Errorf("open raft log: %w", err)
@@ -213,6 +215,7 @@ func advertiseAddr(advertise string, bound net.Addr) (net.Addr, error) {
 }
 
 func (n *Node) writeAuditFile(entries []apitypes.AuditEntry) {
+	AuditEntriesPerBatch.Observe(float64(len(entries)))
 	if n.sink == nil {
 		return
 	}

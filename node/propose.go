@@ -18,12 +18,12 @@ import (
 const (
 	maxBatchCmds  = 1024
 	maxBatchBytes = 4 << 20
-	maxInFlight   = 4
+	maxInFlight   = 2
 	applyTimeout  = 10 * time.Second
 )
 
 type proposal struct {
-	env  fsm.Envelope
+	cmd  []byte // an encoded fsm.Envelope
 	size int
 	done chan fsm.Result
 }
@@ -69,10 +69,19 @@ const electionWait = 5 * time.Second
 // leader, it waits (up to electionWait) for one: the command provably was
 // not submitted, so trying again is safe.
 func (n *Node) Propose(ctx context.Context, env fsm.Envelope) (fsm.Result, error) {
+	cmd, err := fsm.EncodeEnvelope(&env)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	return n.proposeRaw(ctx, cmd)
+}
+
+// proposeRaw is Propose for an encoded command (forwarded ones arrive so).
+func (n *Node) proposeRaw(ctx context.Context, cmd []byte) (fsm.Result, error) {
 	deadline := time.Now().Add(electionWait)
 	backoff := 20 * time.Millisecond
 	for {
-		res, err := n.proposeOnce(ctx, env)
+		res, err := n.proposeOnce(ctx, cmd)
 		if err == nil || !notSubmitted(errs.As(err)) || time.Now().Add(backoff).After(deadline) {
 			return res, err
 		}
@@ -87,8 +96,8 @@ func (n *Node) Propose(ctx context.Context, env fsm.Envelope) (fsm.Result, error
 	}
 }
 
-func (n *Node) proposeOnce(ctx context.Context, env fsm.Envelope) (fsm.Result, error) {
-	pr := &proposal{env: env, size: len(env.Body) + 256, done: make(chan fsm.Result, 1)}
+func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (fsm.Result, error) {
+	pr := &proposal{cmd: cmd, size: len(cmd), done: make(chan fsm.Result, 1)}
 	select {
 	case n.prop.queue <- pr:
 	case <-ctx.Done():
@@ -158,11 +167,11 @@ func unavailable(msg string) fsm.Result {
 }
 
 func (p *proposer) submit(batch []*proposal) {
-	envs := make([]fsm.Envelope, len(batch))
+	cmds := make([][]byte, len(batch))
 	for i, pr := range batch {
-		envs[i] = pr.env
+		cmds[i] = pr.cmd
 	}
-	results, err := p.n.commit(envs)
+	results, err := p.n.commit(cmds)
 	for i, pr := range batch {
 		if err != nil {
 			pr.done <- fsm.Result{Err: errs.As(err)}
@@ -174,9 +183,9 @@ func (p *proposer) submit(batch []*proposal) {
 
 // commit applies envs as one Raft entry if this node leads, else forwards
 // them to the leader.
-func (n *Node) commit(envs []fsm.Envelope) ([]fsm.Result, error) {
+func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 	if n.raft.State() == raft.Leader {
-		return n.applyBatch(envs)
+		return n.applyBatch(cmds)
 	}
 	addr, _ := n.raft.LeaderWithID()
 	if addr == "" {
@@ -185,7 +194,7 @@ func (n *Node) commit(envs []fsm.Envelope) ([]fsm.Result, error) {
 	if n.rpc == nil {
 		return nil, errs.New(errs.Unavailable, msgNotLeader)
 	}
-	body, err := msgpack.Marshal(envs)
+	body, err := msgpack.Marshal(cmds)
 	if err != nil {
 		return nil, fmt.Errorf("encode forwarded commands: %w", err)
 	}
@@ -196,23 +205,18 @@ func (n *Node) commit(envs []fsm.Envelope) ([]fsm.Result, error) {
 		return nil, err
 	}
 	var results []fsm.Result
-	if err := msgpack.Unmarshal(out, &results); err != nil || len(results) != len(envs) {
+	if err := msgpack.Unmarshal(out, &results); err != nil || len(results) != len(cmds) {
 		return nil, errs.New(errs.Internal, "bad answer from the leader to forwarded commands")
 	}
 	return results, nil
 }
 
-func (n *Node) applyBatch(envs []fsm.Envelope) ([]fsm.Result, error) {
-	data, err := fsm.EncodeBatch(&fsm.Batch{Time: n.cfg.Now().UnixNano(), Cmds: envs})
+func (n *Node) applyBatch(cmds [][]byte) ([]fsm.Result, error) {
+	data, err := fsm.EncodeRawBatch(n.cfg.Now().UnixNano(), cmds)
 	if err != nil {
 		return nil, err
 	}
-	BatchCommands.Observe(float64(len(envs)))
-	audits := 0
-	for i := range envs {
-		audits += len(envs[i].Audit)
-	}
-	AuditEntriesPerBatch.Observe(float64(audits))
+	BatchCommands.Observe(float64(len(cmds)))
 	f := n.raft.Apply(data, applyTimeout)
 	if err := f.Error(); err != nil {
 		switch {
@@ -226,7 +230,7 @@ func (n *Node) applyBatch(envs []fsm.Envelope) ([]fsm.Result, error) {
 		return nil, errs.New(errs.Unavailable, "commit failed: %v", err)
 	}
 	results, ok := f.Response().([]fsm.Result)
-	if !ok || len(results) != len(envs) {
+	if !ok || len(results) != len(cmds) {
 		return nil, errs.New(errs.Internal, "unexpected apply response")
 	}
 	return results, nil

@@ -33,14 +33,14 @@ type nodeStatus struct {
 func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte, error) {
 	switch method {
 	case rpcForward:
-		var envs []fsm.Envelope
-		if err := msgpack.Unmarshal(body, &envs); err != nil {
+		var cmds [][]byte
+		if err := msgpack.Unmarshal(body, &cmds); err != nil {
 			return nil, errs.New(errs.InvalidArgument, "bad forwarded commands: %v", err)
 		}
 		if n.raft.State() != raft.Leader {
 			return nil, errs.New(errs.Unavailable, msgNotLeader)
 		}
-		results := n.proposeAll(ctx, envs)
+		results := n.proposeAll(ctx, cmds)
 		return msgpack.Marshal(results)
 	case rpcReadIndex:
 		idx, err := n.leaderReadIndex()
@@ -62,12 +62,12 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 
 // proposeAll submits forwarded commands to this leader's own proposer, so
 // they coalesce with local ones, and waits for every result.
-func (n *Node) proposeAll(ctx context.Context, envs []fsm.Envelope) []fsm.Result {
-	results := make([]fsm.Result, len(envs))
-	done := make(chan struct{}, len(envs))
-	for i := range envs {
+func (n *Node) proposeAll(ctx context.Context, cmds [][]byte) []fsm.Result {
+	results := make([]fsm.Result, len(cmds))
+	done := make(chan struct{}, len(cmds))
+	for i := range cmds {
 		go func(i int) {
-			res, err := n.Propose(ctx, envs[i])
+			res, err := n.proposeRaw(ctx, cmds[i])
 			if err != nil {
 				res = fsm.Result{Err: errs.As(err)}
 			}
@@ -75,7 +75,7 @@ func (n *Node) proposeAll(ctx context.Context, envs []fsm.Envelope) []fsm.Result
 			done <- struct{}{}
 		}(i)
 	}
-	for range envs {
+	for range cmds {
 		<-done
 	}
 	return results

@@ -216,6 +216,7 @@ func TestPartitionFollower(t *testing.T) {
 
 	t.Logf("isolating follower %s (leader %s) from %s", iso.svc, c.nodes[li].svc, c.network)
 	docker(t, "network", "disconnect", c.network, iso.container)
+	partitionStart := time.Now()
 	healed := false
 	t.Cleanup(func() {
 		if !healed {
@@ -286,8 +287,14 @@ func TestPartitionFollower(t *testing.T) {
 		}
 	}
 
+	// Keep the partition up for longer than memberlist's GossipToTheDeadTime
+	// (30 s): the heal must not depend on gossip still probing the dead.
+	if d := 40*time.Second - time.Since(partitionStart); d > 0 {
+		time.Sleep(d)
+	}
 	// Heal, with the service alias compose gave the container.
 	healStart := time.Now()
+	t.Logf("healing after a partition of %s", ms(healStart.Sub(partitionStart)))
 	docker(t, "network", "connect", "--alias", iso.svc, c.network, iso.container)
 	healed = true
 	finalPath := "/e2e/partition/after-heal"
@@ -306,9 +313,34 @@ func TestPartitionFollower(t *testing.T) {
 			t.Errorf("write of %s sent to the isolated node: describe gives %v, want NotFound", p, err)
 		}
 	}
+	// node list shows the healed node alive again (gossip has healed too).
 	start = time.Now()
-	c.waitVoters(ctx, 3)
-	t.Logf("gossip and Raft show 3 alive voters %s after the heal write", ms(time.Since(start)))
+	var last apitypes.Member
+	for time.Since(start) < 60*time.Second {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		resp, err := c.client(maj[0]).Cluster(rctx, &apitypes.ClusterRequest{})
+		cancel()
+		if err == nil {
+			for _, m := range resp.Members {
+				if m.NodeID == iso.svc {
+					last = m
+				}
+			}
+			if last.State == "alive" && last.Suffrage == "voter" {
+				t.Logf("node list shows %s alive again %s after the heal", iso.svc, ms(time.Since(healStart)))
+				return
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	contact := "never"
+	if last.LastContact != nil {
+		contact = ms(time.Since(*last.LastContact)) + " ago"
+	}
+	knownBug(t, "after a partition of %s, gossip never heals: 60 s after the heal node list still shows %s as %s %s with http_addr %q, "+
+		"although Raft replicates to it (applied index %d, last contact %s). memberlist stops probing dead members after GossipToTheDeadTime (30 s) and "+
+		"joinLoop does not re-join; autopilot's dead-server cleanup, which reads gossip only, would then remove a healthy voter. Suspect node/membership.go (joinLoop, reconcileMembers/removeDeadServer).",
+		ms(healStart.Sub(partitionStart)), iso.svc, last.Suffrage, last.State, last.HTTPAddr, last.AppliedIndex, contact)
 	_ = lastPath
 }
 
