@@ -13,6 +13,43 @@ import (
 // insensitively (encoding/json accepts "PATH" for "path"): a client that
 // misspells a field must get InvalidArgument, not a silent default.
 func checkExactKeys(raw []byte, t reflect.Type) error {
+	if !hasUpperKey(raw) {
+		return nil // every field name is lower case: nothing can match by case folding only
+	}
+	return checkExactKeysOf(raw, t)
+}
+
+// hasUpperKey scans the JSON text for an object key holding an upper-case
+// letter (the only way a key can match a field case-insensitively, as our
+// field names are lower case). It is a cheap pre-check on the hot path.
+func hasUpperKey(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '"' {
+			continue
+		}
+		upper := false
+		j := i + 1
+		for ; j < len(raw) && raw[j] != '"'; j++ {
+			switch c := raw[j]; {
+			case c == '\\':
+				j++
+			case c >= 'A' && c <= 'Z':
+				upper = true
+			}
+		}
+		k := j + 1
+		for k < len(raw) && (raw[k] == ' ' || raw[k] == '\t' || raw[k] == '\n' || raw[k] == '\r') {
+			k++
+		}
+		if upper && k < len(raw) && raw[k] == ':' {
+			return true
+		}
+		i = j
+	}
+	return false
+}
+
+func checkExactKeysOf(raw []byte, t reflect.Type) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -36,7 +73,7 @@ func checkExactKeys(raw []byte, t reflect.Type) error {
 				}
 				continue // truly unknown: DisallowUnknownFields reports it
 			}
-			if err := checkExactKeys(v, ft); err != nil {
+			if err := checkExactKeysOf(v, ft); err != nil {
 				return err
 			}
 		}
@@ -49,7 +86,7 @@ func checkExactKeys(raw []byte, t reflect.Type) error {
 			return nil
 		}
 		for _, v := range arr {
-			if err := checkExactKeys(v, t.Elem()); err != nil {
+			if err := checkExactKeysOf(v, t.Elem()); err != nil {
 				return err
 			}
 		}
@@ -59,7 +96,7 @@ func checkExactKeys(raw []byte, t reflect.Type) error {
 			return nil
 		}
 		for _, v := range obj {
-			if err := checkExactKeys(v, t.Elem()); err != nil {
+			if err := checkExactKeysOf(v, t.Elem()); err != nil {
 				return err
 			}
 		}

@@ -17,9 +17,13 @@ type DeletePolicy struct {
 	Name string `msgpack:"n"`
 }
 
+// builtinPolicies is built once: evaluation only reads policies, and
+// BuiltinPolicies makes fresh copies on every call.
+var builtinPolicies = acl.BuiltinPolicies()
+
 // Policy returns a policy by name: built-in or custom.
 func (s *State) Policy(name string) (*acl.Policy, bool) {
-	if p, ok := acl.BuiltinPolicies()[name]; ok {
+	if p, ok := builtinPolicies[name]; ok {
 		return p, true
 	}
 	return s.Policies.Get([]byte(name))
@@ -38,7 +42,7 @@ func ResolvePolicies(get func(string) (*acl.Policy, bool), names []string) []*ac
 }
 
 func (t *txn) policy(name string) (*acl.Policy, bool) {
-	if p, ok := acl.BuiltinPolicies()[name]; ok {
+	if p, ok := builtinPolicies[name]; ok {
 		return p, true
 	}
 	return t.pols.Get([]byte(name))

@@ -1,0 +1,77 @@
+package fsm
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/audit"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// BenchmarkApplyPutBatch64 applies log entries of 64 putSecretValue
+// commands (each with its two audit entries), as group commit makes them.
+// discardStore keeps nothing, so the benchmarks time Apply alone.
+type discardStore struct{ audit.Store }
+
+func (discardStore) Append([]apitypes.AuditEntry) error { return nil }
+
+func benchHarness(b *testing.B) *ftHarness {
+	h := newFtHarness(b)
+	h.f = New(discardStore{audit.NewMemoryStore()}, nil, hclog.NewNullLogger())
+	return h
+}
+
+func BenchmarkApplyPutBatch64(b *testing.B) {
+	h := benchHarness(b)
+	h.boot()
+	for i := 0; i < 64; i++ {
+		p := fmt.Sprintf("/bench/k%02d", i)
+		h.one(ftEnv(b, CmdCreateSecret, &CreateSecret{Path: p, UID: "uid-" + p, KMSKey: "default", CreatedBy: ftRootAcc}, ftRootAcc))
+	}
+	sv := SealedValue{Ciphertext: make([]byte, 284), WrappedDEK: make([]byte, 60), Size: 256, KMSKey: "default", KMSKeyVersion: 1}
+	cmds := make([]Envelope, 64)
+	for i := range cmds {
+		p := fmt.Sprintf("/bench/k%02d", i)
+		env := ftEnv(b, CmdPutValue, &PutValue{Path: p, UID: "uid-" + p, Value: sv, Origin: "put", CreatedBy: ftRootAcc}, ftRootAcc,
+			ftEntry("secrets.put_value", p), ftEntry("kms.encrypt", p))
+		env.Action, env.Path, env.Source = "putSecretValue", p, "10.1.2.3"
+		cmds[i] = env
+	}
+	data, err := EncodeBatch(&Batch{Time: time.Now().UnixNano(), Cmds: cmds})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.f.Apply(&raft.Log{Index: h.index + 1 + uint64(i), Type: raft.LogCommand, Data: data})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/command")
+}
+
+// BenchmarkApplyReadAudit256 applies entries of 256 read-audit commands.
+func BenchmarkApplyReadAudit256(b *testing.B) {
+	h := benchHarness(b)
+	h.boot()
+	cmds := make([]Envelope, 256)
+	for i := range cmds {
+		e := ftEntry("secrets.get_value", "/bench/k")
+		e.Result = apitypes.ResultOK
+		d := e
+		d.Action = "kms.decrypt"
+		cmds[i] = ftEnv(b, CmdAuditOnly, &AuditOnly{}, "", e, d)
+	}
+	data, err := EncodeBatch(&Batch{Time: time.Now().UnixNano(), Cmds: cmds})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.f.Apply(&raft.Log{Index: h.index + 1 + uint64(i), Type: raft.LogCommand, Data: data})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/read")
+}
