@@ -326,7 +326,9 @@ func PrepareSpread(ctx context.Context, c Config) error {
 					if code == "" || code == "AlreadyExists" {
 						break
 					}
-					if code != "Unavailable" || attempt > 20 {
+					// A write whose answer was lost is retried: creating
+					// an existing secret is AlreadyExists, which counts.
+					if code != "Unavailable" && code != "NetworkError" || attempt > 20 {
 						firstErr.CompareAndSwap(nil, fmt.Errorf("create %s: %s", c.path(i), code))
 						return
 					}

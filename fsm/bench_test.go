@@ -17,6 +17,7 @@ import (
 type discardStore struct{ audit.Store }
 
 func (discardStore) Append([]apitypes.AuditEntry) error { return nil }
+func (discardStore) TruncateAfter(uint64) error         { return nil }
 
 func benchHarness(b *testing.B) *ftHarness {
 	h := newFtHarness(b)

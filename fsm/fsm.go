@@ -111,17 +111,16 @@ func (f *FSM) bumpIndex(index uint64) {
 
 // txn accumulates one log entry's changes over immutable trees.
 type txn struct {
-	base     *State
-	now      int64
-	secrets  *iradix.Txn[*Secret]
-	keys     *iradix.Txn[*Key]
-	tokens   *iradix.Txn[*Token]
-	hashes   *iradix.Txn[string]
-	pols     *iradix.Txn[*acl.Policy]
-	bindings *iradix.Txn[struct{}] // key name + path (keys.go)
-	meta     State                 // scalar fields (cluster id, head, counters)
-	cur      *Envelope             // the command being applied
-	entries  []apitypes.AuditEntry
+	base    *State
+	now     int64
+	secrets *iradix.Txn[*Secret]
+	keys    *iradix.Txn[*Key]
+	tokens  *iradix.Txn[*Token]
+	hashes  *iradix.Txn[string]
+	pols    *iradix.Txn[*acl.Policy]
+	meta    State     // scalar fields (cluster id, head, counters)
+	cur     *Envelope // the command being applied
+	entries []apitypes.AuditEntry
 }
 
 func newTxn(base *State, now int64) *txn {
@@ -129,7 +128,6 @@ func newTxn(base *State, now int64) *txn {
 		base: base, now: now,
 		secrets: base.Secrets.Txn(), keys: base.Keys.Txn(), tokens: base.Tokens.Txn(), hashes: base.TokenHashes.Txn(),
 		pols: base.Policies.Txn(), meta: *base,
-		bindings: base.Bindings.Txn(),
 	}
 }
 
@@ -141,7 +139,6 @@ func (t *txn) commit(index uint64) *State {
 	st.Tokens = t.tokens.CommitOnly()
 	st.TokenHashes = t.hashes.CommitOnly()
 	st.Policies = t.pols.CommitOnly()
-	st.Bindings = t.bindings.CommitOnly()
 	return &st
 }
 

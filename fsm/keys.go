@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"encoding/base64"
 	"strings"
 	"time"
@@ -151,50 +150,45 @@ func (s *State) InactiveBound() int {
 	return n
 }
 
-// bindingKey is the key of a secret in the bindings index: the key name,
-// then the path. Key names can't hold "/" and paths start with it, so the
-// prefix name+"/" selects exactly the secrets bound to name.
-func bindingKey(keyName, path string) []byte { return []byte(keyName + path) }
-
 // KeyBindings returns up to pageSize paths bound to the key, in path order,
 // from the page token on, and the token of the next page ("" at the end).
+// It walks the secrets: an index of bindings cost as much memory as the
+// secrets tree itself, for an operator action that is rare.
 func (s *State) KeyBindings(keyName string, pageSize int, pageToken string) ([]string, string, error) {
-	prefix := keyName + "/"
-	start := prefix
+	start := "/"
 	if pageToken != "" {
 		b, err := base64.RawURLEncoding.DecodeString(pageToken)
 		if err != nil || !strings.HasPrefix(string(b), "/") {
 			return nil, "", errs.New(errs.InvalidArgument, "invalid page_token")
 		}
-		start = keyName + string(b)
+		start = string(b)
 	}
 	paths := []string{}
-	it := s.Bindings.Root().Iterator()
+	it := s.Secrets.Root().Iterator()
 	it.SeekLowerBound([]byte(start))
 	for {
-		k, _, ok := it.Next()
-		if !ok || !bytes.HasPrefix(k, []byte(prefix)) {
+		_, sec, ok := it.Next()
+		if !ok {
 			return paths, "", nil
 		}
-		p := string(k[len(keyName):])
-		if len(paths) >= pageSize {
-			return paths, base64.RawURLEncoding.EncodeToString([]byte(p)), nil
+		if sec.KMSKey != keyName {
+			continue
 		}
-		paths = append(paths, p)
+		if len(paths) >= pageSize {
+			return paths, base64.RawURLEncoding.EncodeToString([]byte(sec.Path)), nil
+		}
+		paths = append(paths, sec.Path)
 	}
 }
 
-// rebuildBindings derives the bindings index and the keys' bound counts from
-// the secrets (after a snapshot restore: neither is in the snapshot).
+// rebuildBindings derives the keys' bound counts from the secrets (after a
+// snapshot restore: counts are not in the snapshot).
 func (s *State) rebuildBindings() {
 	counts := map[string]int{}
-	idx := s.Bindings.Txn()
 	s.Secrets.Root().Walk(func(_ []byte, sec *Secret) bool {
 		counts[sec.KMSKey]++
-		idx.Insert(bindingKey(sec.KMSKey, sec.Path), struct{}{})
 		return false
 	})
-	s.Bindings = idx.CommitOnly()
 	keys := s.Keys.Txn()
 	s.Keys.Root().Walk(func(name []byte, k *Key) bool {
 		if k.Bound != counts[k.Name] {
@@ -207,18 +201,11 @@ func (s *State) rebuildBindings() {
 	s.Keys = keys.CommitOnly()
 }
 
-// bind records that the secret at path is bound to keyName.
-func (t *txn) bind(keyName, path string) {
-	t.bindings.Insert(bindingKey(keyName, path), struct{}{})
-	t.addBound(keyName, 1)
-}
+// bind records that a secret is bound to keyName.
+func (t *txn) bind(keyName, path string) { t.addBound(keyName, 1) }
 
 // unbind removes a binding recorded by bind.
-func (t *txn) unbind(keyName, path string) {
-	if _, ok := t.bindings.Delete(bindingKey(keyName, path)); ok {
-		t.addBound(keyName, -1)
-	}
-}
+func (t *txn) unbind(keyName, path string) { t.addBound(keyName, -1) }
 
 func (t *txn) addBound(keyName string, d int) {
 	k, ok := t.keys.Get([]byte(keyName))

@@ -3,6 +3,7 @@ package fsm
 import (
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
+	"unique"
 )
 
 func (t *txn) getSecret(path string) (*Secret, bool) { return t.secrets.Get([]byte(path)) }
@@ -33,10 +34,15 @@ func (t *txn) checkSealed(k *Key, v *SealedValue) *errs.Error {
 
 func (t *txn) newVersion(n uint64, v *SealedValue, origin, by string) *Version {
 	return &Version{
-		Version: n, CreatedAt: t.now, CreatedBy: by, Origin: origin, Size: v.Size,
-		KMSKey: v.KMSKey, KMSKeyVersion: v.KMSKeyVersion, Ciphertext: v.Ciphertext, WrappedDEK: v.WrappedDEK,
+		Version: n, CreatedAt: t.now, CreatedBy: intern(by), Origin: intern(origin), Size: v.Size,
+		KMSKey: intern(v.KMSKey), KMSKeyVersion: v.KMSKeyVersion, Ciphertext: v.Ciphertext, WrappedDEK: v.WrappedDEK,
 	}
 }
+
+// intern returns one shared copy of strings that repeat across millions of
+// secrets and versions (accessors, key names, origins): each decoded command
+// would otherwise keep its own copy.
+func intern(s string) string { return unique.Make(s).Value() }
 
 func (t *txn) putSecret(s *Secret) { t.secrets.Insert([]byte(s.Path), s) }
 
@@ -49,8 +55,8 @@ func (t *txn) createSecret(c *CreateSecret) Result {
 		return Result{Err: err}
 	}
 	s := &Secret{
-		Path: c.Path, UID: c.UID, KMSKey: c.KMSKey, Description: c.Description, Labels: c.Labels,
-		AccessPolicy: c.AccessPolicy, CreatedAt: t.now, CreatedBy: c.CreatedBy, UpdatedAt: t.now,
+		Path: c.Path, UID: c.UID, KMSKey: intern(c.KMSKey), Description: c.Description, Labels: c.Labels,
+		AccessPolicy: c.AccessPolicy, CreatedAt: t.now, CreatedBy: intern(c.CreatedBy), UpdatedAt: t.now,
 	}
 	var res Result
 	if c.Value != nil {

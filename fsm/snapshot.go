@@ -145,6 +145,10 @@ func ReadState(r io.Reader) (*State, error) {
 			if err := dec.Decode(&s); err != nil {
 				return nil, fmt.Errorf("read secret record: %w", err)
 			}
+			s.KMSKey, s.CreatedBy = intern(s.KMSKey), intern(s.CreatedBy)
+			for _, v := range s.Versions {
+				v.KMSKey, v.CreatedBy, v.Origin = intern(v.KMSKey), intern(v.CreatedBy), intern(v.Origin)
+			}
 			secrets.Insert([]byte(s.Path), &s)
 		case recKey:
 			var k Key

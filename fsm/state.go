@@ -171,7 +171,6 @@ type State struct {
 	Tokens          *iradix.Tree[*Token] // by accessor
 	TokenHashes     *iradix.Tree[string] // hash -> accessor
 	Policies        *iradix.Tree[*acl.Policy]
-	Bindings        *iradix.Tree[struct{}] // key name + secret path (keys.go); derived, not in snapshots
 	AuditHead       audit.Head
 	VersionCount    int // stored versions (enabled or destroyed), for metrics
 }
@@ -183,7 +182,6 @@ func emptyState() *State {
 		Tokens:      iradix.New[*Token](),
 		TokenHashes: iradix.New[string](),
 		Policies:    iradix.New[*acl.Policy](),
-		Bindings:    iradix.New[struct{}](),
 	}
 }
 

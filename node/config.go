@@ -65,7 +65,10 @@ func (c *Config) setDefaults() {
 		c.LeaderLeaseTimeout = 500 * time.Millisecond
 	}
 	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = 8192
+		// Each snapshot writes the whole state (hundreds of MB at a million
+		// secrets): take them every 32k entries (~300k commands batched),
+		// not every 8k, so a loaded cluster isn't always writing one.
+		c.SnapshotThreshold = 32768
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240

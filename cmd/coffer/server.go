@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -128,12 +127,7 @@ func runServer(args []string) int {
 }
 
 func serve(f *serverFlags) error {
-	// A node's live heap is small next to its allocation rate (requests,
-	// Raft entries): a higher GC target trades a little memory for a lot of
-	// CPU. GOGC in the environment still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+
 	logger := hclog.New(&hclog.LoggerOptions{Name: "coffer", Level: hclog.LevelFromString(f.logLevel), JSONFormat: f.logJSON, Output: os.Stderr})
 	cfg := node.Config{
 		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: advertisedHTTP(f.httpAddr, f.advertise), ClusterAddr: f.clusterAddr,

@@ -4,6 +4,7 @@ package dockere2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -20,9 +21,10 @@ import (
 //  2. coffer snapshot inspect FILE
 //  3. every node lost                  (docker-compose down -v)
 //  4. fresh nodes, same root key       (another compose project, new volumes)
-//  5. wait for health; no operator init
-//  6. coffer snapshot restore FILE     (no token: the cluster is not initialized)
-//  7. the old tokens work: node list, secrets on every node, audit verify.
+//  5. coffer operator init             (a temporary root token for the restore)
+//  6. coffer snapshot restore FILE     (with the temporary token)
+//  7. the snapshot's tokens work again, the temporary one is gone; node list,
+//     secrets on every node, audit verify.
 func TestDisasterRecovery(t *testing.T) {
 	a := startCluster(t, baseProject, true)
 	ctx := context.Background()
@@ -52,29 +54,45 @@ func TestDisasterRecovery(t *testing.T) {
 	t.Logf("snapshot inspect:\n%s", out)
 
 	// 3. Disaster: every node and its volume is gone.
-	a.down()
+	if !a.down() {
+		t.FailNow()
+	}
 
-	// 4-5. Fresh nodes with the same deploy/ (root key, TLS), new volumes.
+	// 4. Fresh nodes with the same deploy/ (root key, TLS), new volumes.
 	b := startCluster(t, baseProject+"-dr", false)
 	h, _, err := b.health(ctx, 0)
 	if err != nil || h.Initialized {
 		t.Fatalf("fresh cluster: %+v %v (want not initialized)", h, err)
 	}
 
-	// 6. Restore, without a token.
-	out, err = b.cliAs(0, "", nil, "snapshot", "restore", file)
+	// 5. A temporary root token on the fresh cluster.
+	out, err = b.cliAs(0, "", nil, "operator", "init", "--json")
 	if err != nil {
-		if strings.Contains(out, "Unauthenticated") || strings.Contains(out, "another cluster") {
-			knownBug(t, "a snapshot can't be restored onto fresh nodes (DR runbook step 6): `coffer snapshot restore` without a token on an uninitialized cluster answers %q; "+
-				"with a token from `operator init` it answers FailedPrecondition \"snapshot is from another cluster\" (api/sys.go serveRestore needs a token; node/snapshot.go RestoreSnapshot compares the cluster id the leader sets on first election)",
-				strings.TrimSpace(out))
-		}
-		t.Fatalf("snapshot restore: %v\n%s", err, out)
+		t.Fatalf("operator init on the fresh cluster: %v\n%s", err, out)
+	}
+	var initRes apitypes.InitResponse
+	i, j := strings.Index(out, "{"), strings.LastIndex(out, "}")
+	if i < 0 || j < i {
+		t.Fatalf("operator init --json printed no JSON:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(out[i:j+1]), &initRes); err != nil || initRes.RootToken == "" {
+		t.Fatalf("operator init --json: %v\n%s", err, out)
+	}
+	tmpToken := initRes.RootToken
+
+	// 6. Restore with it.
+	out, err = b.cliAs(0, tmpToken, nil, "snapshot", "restore", file)
+	if err != nil {
+		t.Fatalf("snapshot restore onto the fresh cluster: %v\n%s", err, out)
 	}
 	t.Logf("snapshot restore: %s", strings.TrimSpace(out))
 
-	// 7. The restored state, with the old root token.
+	// 7. The restored state, with the old root token; the temporary one is
+	// not in it.
 	b.token = oldToken
+	if out, err := b.cliAs(1, tmpToken, nil, "secret", "list", "/", "--consistency", "leader"); err == nil || !strings.Contains(out, "Unauthenticated") {
+		t.Errorf("the temporary root token after the restore: %v %s (want Unauthenticated)", err, out)
+	}
 	b.waitVoters(ctx, 3)
 	b.verify(acks, 0, apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader})
 	// Every node has the restored state: read at the leader's applied index.

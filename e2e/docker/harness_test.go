@@ -24,11 +24,12 @@ import (
 
 // Deadlines. Every wait polls against one of these.
 const (
-	upTimeout      = 2 * time.Minute  // compose up + three healthy nodes
+	upTimeout      = 4 * time.Minute  // compose up + three healthy nodes
 	votersTimeout  = 60 * time.Second // three voters (5 s stabilization period)
-	healthTimeout  = 60 * time.Second // one node serving again after a restart
+	healthTimeout  = 2 * time.Minute  // one node serving after a start or restart
 	leaderTimeout  = 30 * time.Second // a new leader after a kill
-	cmdTimeout     = 2 * time.Minute  // one docker / compose command
+	cmdTimeout     = 2 * time.Minute  // one docker command
+	downTimeout    = 5 * time.Minute  // compose down (stops, removes containers, network, volumes)
 	requestTimeout = 10 * time.Second // one API request
 	catchUpTimeout = 60 * time.Second // a healed or restarted node reaching an index
 )
@@ -194,10 +195,12 @@ func startCluster(t *testing.T, project string, initialize bool) *cluster {
 	c := &cluster{t: t, project: project}
 	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
 	defer cancel()
-	if out, err := compose(ctx, project, "down", "-v", "-t", "5"); err != nil {
+	dctx, dcancel := context.WithTimeout(context.Background(), downTimeout)
+	if out, err := compose(dctx, project, "down", "-v", "-t", "5"); err != nil {
 		t.Logf("compose down (leftovers): %v\n%s", err, out)
 	}
-	t.Cleanup(c.down)
+	dcancel()
+	t.Cleanup(func() { c.down() })
 	start := time.Now()
 	if out, err := compose(ctx, project, "up", "-d"); err != nil {
 		t.Fatalf("compose up: %v\n%s", err, out)
@@ -227,9 +230,10 @@ func startCluster(t *testing.T, project string, initialize bool) *cluster {
 }
 
 // down removes the test's own containers, then the compose project with its
-// volumes.
-func (c *cluster) down() {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+// volumes (a second attempt if the first fails). It reports whether the
+// project is gone.
+func (c *cluster) down() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), downTimeout)
 	defer cancel()
 	if c.t.Failed() {
 		out, _ := compose(ctx, c.project, "logs", "--no-color", "--tail", "60")
@@ -240,8 +244,16 @@ func (c *cluster) down() {
 			c.t.Logf("docker rm %s: %v\n%s", x, err, out)
 		}
 	}
-	if out, err := compose(ctx, c.project, "down", "-v", "-t", "5"); err != nil {
-		c.t.Errorf("compose down: %v\n%s", err, out)
+	for attempt := 1; ; attempt++ {
+		out, err := compose(ctx, c.project, "down", "-v", "-t", "5")
+		if err == nil {
+			return true
+		}
+		if attempt == 2 || ctx.Err() != nil {
+			c.t.Errorf("compose down %s: %v\n%s", c.project, err, out)
+			return false
+		}
+		c.t.Logf("compose down %s: %v; trying again\n%s", c.project, err, out)
 	}
 }
 

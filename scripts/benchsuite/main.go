@@ -279,7 +279,7 @@ func rssMiB(pid int) float64 {
 // and the restart of a follower.
 func (c *cluster) bigRows(ctx context.Context, n int) error {
 	start := time.Now()
-	cfg := bench.Config{Targets: nil, Token: c.token, Keys: n, Prefix: "/bench/big", Concurrency: 64, ValueSize: 256}
+	cfg := bench.Config{Workload: bench.Put, Token: c.token, Keys: n, Prefix: "/bench/big", Concurrency: 64, ValueSize: 256}
 	for _, p := range c.nodes {
 		cfg.Targets = append(cfg.Targets, "http://"+p.http)
 	}
