@@ -55,8 +55,10 @@ type gossipDelegate struct {
 	fps       []string // all root keys held, for sameRoot
 	n         *Node
 
-	mu     sync.Mutex
-	health map[raft.ServerID]memberHealth // leader's view, for stabilization and cleanup
+	mu      sync.Mutex
+	health  map[raft.ServerID]memberHealth // leader's view, for stabilization and cleanup
+	removed map[raft.ServerID]time.Time    // recently removed: not re-admitted for a while
+	addrs   map[raft.ServerID]string       // last gossip address seen, to rejoin after a partition
 }
 
 // NodeMeta is computed on each gossip broadcast, so a fresh node starts
@@ -123,7 +125,7 @@ func (n *Node) startGossip() error {
 		NodeID: n.cfg.NodeID, ClusterAddr: n.cfg.ClusterAddr, HTTPAddr: n.cfg.HTTPAddr,
 		RootFingerprint: n.keys.Root().Fingerprint(), RootFingerprints: n.keys.Root().Fingerprints(), Version: Version,
 	}
-	d := &gossipDelegate{base: base, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, health: map[raft.ServerID]memberHealth{}}
+	d := &gossipDelegate{base: base, fp: n.keys.Root().Fingerprint(), fps: n.keys.Root().Fingerprints(), n: n, health: map[raft.ServerID]memberHealth{}, removed: map[raft.ServerID]time.Time{}, addrs: map[raft.ServerID]string{}}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.NodeID
 	mc.BindAddr, mc.BindPort = host, port
@@ -164,6 +166,7 @@ func (n *Node) startGossip() error {
 	if len(n.cfg.Join) > 0 {
 		n.goLoop(n.joinLoop)
 	}
+	n.goLoop(n.rejoinLoop)
 	return nil
 }
 
@@ -240,6 +243,9 @@ func (n *Node) reconcileMembers() {
 		}
 		if m.State == memberlist.StateAlive {
 			alive[raft.ServerID(meta.NodeID)] = meta
+			d.mu.Lock()
+			d.addrs[raft.ServerID(meta.NodeID)] = m.Address()
+			d.mu.Unlock()
 		}
 	}
 	d.mu.Lock()
@@ -273,7 +279,17 @@ func (n *Node) reconcileMembers() {
 
 	for id, meta := range alive {
 		s, inConfig := servers[id]
+		if !inConfig || s.Suffrage == raft.Nonvoter {
+			// Gossip only proves the root key: admit and promote a server
+			// only once it answers on the cluster port (mutual TLS) as
+			// itself, and promote it only once it has caught up.
+			if !n.reachable(id, meta.ClusterAddr, !inConfig) {
+				continue
+			}
+		}
 		switch {
+		case !inConfig && n.recentlyRemoved(id, now):
+			continue
 		case !inConfig:
 			n.logger.Info("adding server as non-voter", "node", meta.NodeID, "addr", meta.ClusterAddr)
 			if err := n.raft.AddNonvoter(id, raft.ServerAddress(meta.ClusterAddr), 0, 5*time.Second).Error(); err != nil {
@@ -458,6 +474,12 @@ func (n *Node) RemovePeer(ctx context.Context, id string) error {
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
 		return errs.New(errs.Unavailable, "remove %s: %v", id, err)
 	}
+	if d := n.gossip; d != nil {
+		d.mu.Lock()
+		d.removed[raft.ServerID(id)] = time.Now()
+		delete(d.health, raft.ServerID(id))
+		d.mu.Unlock()
+	}
 	return nil
 }
 
@@ -523,4 +545,76 @@ func (n *Node) announceClusterID() {
 		return
 	}
 	n.gossip.announced.Store(id)
+}
+
+// reachable checks a server over the cluster port: it must complete the
+// (mutual TLS) handshake and answer as id; unless admitting, it must also
+// be within a few thousand entries of this leader's commit index.
+func (n *Node) reachable(id raft.ServerID, addr string, admitting bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := n.peerStatus(ctx, "", addr)
+	if err != nil || st.NodeID != string(id) {
+		n.logger.Warn("server not admitted or promoted: its cluster port does not answer as it (TLS or network)", "node", id, "addr", addr, "error", err)
+		return false
+	}
+	if admitting {
+		return true
+	}
+	return st.AppliedIndex+4096 >= n.raft.CommitIndex()
+}
+
+// recentlyRemoved keeps a removed server out for a minute, so that a node
+// removed while still running is not re-admitted at once.
+func (n *Node) recentlyRemoved(id raft.ServerID, now time.Time) bool {
+	d := n.gossip
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.removed[id]
+	if ok && now.Sub(at) > time.Minute {
+		delete(d.removed, id)
+		return false
+	}
+	return ok
+}
+
+// rejoinLoop re-contacts servers of the Raft configuration that gossip lost
+// (memberlist forgets dead members after a while: after a long partition the
+// pools would stay split although Raft healed).
+func (n *Node) rejoinLoop() {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		}
+		cf := n.raft.GetConfiguration()
+		if cf.Error() != nil {
+			continue
+		}
+		alive := map[string]bool{}
+		for _, m := range n.ml.Members() {
+			if m.State == memberlist.StateAlive {
+				alive[m.Name] = true
+			}
+		}
+		var addrs []string
+		n.gossip.mu.Lock()
+		for _, s := range cf.Configuration().Servers {
+			if a, ok := n.gossip.addrs[s.ID]; ok && !alive[string(s.ID)] && string(s.ID) != n.cfg.NodeID {
+				addrs = append(addrs, a)
+			}
+		}
+		n.gossip.mu.Unlock()
+		if len(addrs) == 0 && len(alive) < len(cf.Configuration().Servers) {
+			addrs = n.cfg.Join
+		}
+		if len(addrs) > 0 {
+			if _, err := n.ml.Join(addrs); err == nil {
+				n.logger.Info("re-contacted lost gossip members", "addrs", addrs)
+			}
+		}
+	}
 }

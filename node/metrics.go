@@ -41,7 +41,24 @@ func (n *Node) observeLeaders() {
 				return
 			case <-ch:
 				LeaderChanges.Inc()
+				n.leaderChanged()
 			}
 		}
 	})
+}
+
+// leaderChanged wakes everything waiting on the current leader (forwards in
+// flight to a leader that just died must not wait out their timeout).
+func (n *Node) leaderChanged() {
+	n.leaderMu.Lock()
+	close(n.leaderCh)
+	n.leaderCh = make(chan struct{})
+	n.leaderMu.Unlock()
+}
+
+// leaderWatch returns a channel closed at the next leader change.
+func (n *Node) leaderWatch() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderCh
 }

@@ -51,6 +51,8 @@ type Node struct {
 	kmsDuties keyDuties             // keytimer.go
 	readyTerm atomic.Uint64         // term in which this leader committed an entry (linearizable reads)
 	fatal     atomic.Pointer[error] // set when the node stopped taking part (foreign data)
+	leaderMu  sync.Mutex
+	leaderCh  chan struct{} // closed at each leader change (metrics.go)
 }
 
 // New starts a node: it opens (or creates) the data dir, starts Raft and the
@@ -63,7 +65,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("a node id is required (--node-id)")
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger, keys: kms.NewMaterialCache(cfg.RootKeys), shutdownCh: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: cfg.Logger, keys: kms.NewMaterialCache(cfg.RootKeys), shutdownCh: make(chan struct{}), leaderCh: make(chan struct{})}
 	if err := n.start(); err != nil {
 		n.Close()
 		return nil, err

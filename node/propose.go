@@ -200,8 +200,23 @@ func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 	defer cancel()
+	// If the leader changes meanwhile (it died), stop waiting for it.
+	changed := n.leaderWatch()
+	if cur, _ := n.raft.LeaderWithID(); cur != addr {
+		return nil, errs.New(errs.Unavailable, msgNotLeader)
+	}
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	out, err := n.rpc.Call(ctx, string(addr), rpcForward, body)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, errs.New(errs.Unavailable, "the leader changed while the write was forwarded; its outcome is unknown")
+		}
 		return nil, err
 	}
 	var results []fsm.Result

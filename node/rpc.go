@@ -123,7 +123,7 @@ func (n *Node) callLeader(ctx context.Context, method uint8, body []byte) ([]byt
 
 func (n *Node) peerStatus(ctx context.Context, id, addr string) (nodeStatus, error) {
 	var st nodeStatus
-	if id == n.cfg.NodeID {
+	if id != "" && id == n.cfg.NodeID {
 		return n.status(), nil
 	}
 	if n.rpc == nil {

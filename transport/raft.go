@@ -58,13 +58,19 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 // dial opens a TCP connection to addr and, with a TLS config, completes the
 // handshake, all bounded by ctx (or the handshake timeout if ctx has no
 // deadline, so a black-holed peer cannot hang a dial forever).
+// maxDialTime bounds the TCP connect of a dial.
+const maxDialTime = 2 * time.Second
+
 func dial(ctx context.Context, addr string, clientTLS *tls.Config) (net.Conn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultHandshakeTimeout)
 		defer cancel()
 	}
-	var d net.Dialer
+	// A dead peer whose address no longer answers (a killed container)
+	// drops SYNs instead of refusing: don't let one dial eat the caller's
+	// whole deadline.
+	d := net.Dialer{Timeout: maxDialTime}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
