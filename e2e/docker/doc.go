@@ -19,5 +19,4 @@
 //	COFFER_DEPLOY_DIR     root key and TLS material (default <repo>/deploy)
 //	COFFER_IMAGE          image (default coffer:latest)
 //	COFFER_BIN            CLI binary on the host (default <repo>/bin/coffer)
-//	COFFER_E2E_STRICT=1   fail, rather than skip, on a known product bug
 package dockere2e

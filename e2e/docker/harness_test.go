@@ -154,18 +154,6 @@ func compose(ctx context.Context, project string, args ...string) (string, error
 	return run(ctx, nil, composeCmd[0], all...)
 }
 
-// knownBug skips the rest of a test that hit a product bug already reported,
-// so that the other system tests still gate CI; COFFER_E2E_STRICT=1 makes it
-// a failure.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("COFFER_E2E_STRICT") == "1" {
-		t.Fatalf("KNOWN PRODUCT BUG: %s", msg)
-	}
-	t.Skipf("KNOWN PRODUCT BUG (COFFER_E2E_STRICT=1 makes this a failure): %s", msg)
-}
-
 // ---------------------------------------------------------------------------
 // The compose cluster
 

@@ -9,8 +9,7 @@
 # Knobs (environment): COFFER1_PORT/COFFER2_PORT/COFFER3_PORT (host ports of
 # the APIs, default 17700/17710/17720 so that a cluster of yours on 7700 is not
 # disturbed), COFFER_COMPOSE (compose command), GO_TEST_FLAGS (extra flags,
-# e.g. "-run Partition"), COFFER_E2E_STRICT=1 (known product bugs fail
-# instead of skip).
+# e.g. "-run Partition").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
