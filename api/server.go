@@ -78,6 +78,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p) // a deliberate abort (a broken stream): let net/http drop the connection
+			}
 			s.logger.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(p))
 			writeError(w, errs.New(errs.Internal, "internal error"))
 		}

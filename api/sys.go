@@ -115,7 +115,6 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		var buf bytes.Buffer
 		if err := s.sysAction(ctx, rc, evSnapshot, func() error {
 			// Include every write acknowledged so far: catch up with the
 			// leader's commit index first (a node cut off from the leader
@@ -123,17 +122,18 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 			if _, err := s.n.ReadState(ctx, apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader}); err != nil {
 				s.logger.Warn("snapshot from this node's state: leader not reachable", "error", err)
 			}
-			_, err := s.n.WriteSnapshot(&buf)
-			return err
+			return nil
 		}); err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=coffer-%s.snap", time.Now().UTC().Format("20060102T150405Z")))
 		w.WriteHeader(http.StatusOK)
-		_, err := w.Write(buf.Bytes())
-		if err != nil {
+		// Streamed: a failure half-way aborts the response, so the client
+		// sees a broken transfer rather than a short file.
+		if _, err := s.n.WriteSnapshot(w); err != nil {
 			s.logger.Warn("snapshot download interrupted", "error", err)
+			panic(http.ErrAbortHandler)
 		}
 		return nil
 	})

@@ -37,40 +37,51 @@ type SnapshotInfo struct {
 
 // WriteSnapshot streams a snapshot of this node's applied state to w.
 func (n *Node) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
+	// The state is streamed, not buffered: at a million secrets it is
+	// hundreds of megabytes. The header's StateBytes is left 0 (unknown);
+	// the trailing checksum covers everything.
 	st := n.fsm.State()
-	var state bytes.Buffer
-	if err := fsm.WriteState(&state, st); err != nil {
-		return SnapshotInfo{}, err
-	}
 	info := SnapshotInfo{
 		ClusterID: st.ClusterID, Index: st.Index, Term: n.raft.CurrentTerm(), CreatedAt: time.Now().UTC(), NodeID: n.cfg.NodeID,
 		Secrets: st.Secrets.Len(), Versions: st.VersionCount, Keys: st.Keys.Len(), Tokens: st.Tokens.Len(),
-		AuditSeq: st.AuditHead.Seq, StateBytes: state.Len(),
+		AuditSeq: st.AuditHead.Seq,
 	}
 	hdr, err := msgpack.Marshal(&info)
 	if err != nil {
 		return info, err
 	}
 	h := sha256.New()
-	mw := io.MultiWriter(w, h)
+	cw := &countingWriter{w: io.MultiWriter(w, h)}
 	var lenBuf [4]byte
 	binary.BigEndian.PutUint32(lenBuf[:], uint32(len(hdr)))
-	for _, part := range [][]byte{[]byte(snapshotFileMagic), lenBuf[:], hdr, state.Bytes()} {
-		if _, err := mw.Write(part); err != nil {
+	for _, part := range [][]byte{[]byte(snapshotFileMagic), lenBuf[:], hdr} {
+		if _, err := cw.Write(part); err != nil {
 			return info, fmt.Errorf("write snapshot: %w", err)
 		}
+	}
+	if err := fsm.WriteState(cw, st); err != nil {
+		return info, err
 	}
 	sum := h.Sum(nil)
 	if _, err := w.Write(sum); err != nil {
 		return info, fmt.Errorf("write snapshot: %w", err)
 	}
 	info.Checksum = fmt.Sprintf("sha256:%x", sum)
-	info.Size = len(snapshotFileMagic) + 4 + len(hdr) + state.Len() + len(sum)
+	info.Size = int(cw.n) + len(sum)
 	return info, nil
 }
 
-// ParseSnapshot checks a snapshot file's checksum and returns its header
-// and state stream.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
 func ParseSnapshot(data []byte) (SnapshotInfo, []byte, error) {
 	var info SnapshotInfo
 	if len(data) < len(snapshotFileMagic)+4+sha256.Size || string(data[:len(snapshotFileMagic)]) != snapshotFileMagic {
@@ -89,7 +100,7 @@ func ParseSnapshot(data []byte) (SnapshotInfo, []byte, error) {
 		return info, nil, fmt.Errorf("snapshot header is corrupt: %w", err)
 	}
 	state := rest[4+hl:]
-	if len(state) != info.StateBytes {
+	if info.StateBytes != 0 && len(state) != info.StateBytes {
 		return info, nil, errors.New("snapshot state size does not match its header")
 	}
 	info.Checksum = fmt.Sprintf("sha256:%x", sum)
