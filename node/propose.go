@@ -181,7 +181,7 @@ func (p *proposer) submit(batch []*proposal) {
 	}
 }
 
-// commit applies envs as one Raft entry if this node leads, else forwards
+// commit applies encoded commands as one Raft entry if this node leads, else forwards
 // them to the leader.
 func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 	if n.raft.State() == raft.Leader {
