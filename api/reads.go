@@ -14,24 +14,35 @@ func (s *Server) describeSecret(ctx context.Context, rc *reqCtx, raw []byte) (an
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
-	if err := checkPath(req.Path); err != nil {
-		return nil, err
-	}
-	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	st, sec, err := s.readSecret(ctx, rc, req.Path, req.ReadOptions, evDescribe)
 	if err != nil {
 		return nil, err
 	}
-	sec, ok := st.Secret(req.Path)
-	if err := s.authorize(ctx, rc, st, evDescribe, req.Path, sec); err != nil {
-		return nil, err
-	}
-	if !ok {
+	if sec == nil {
 		return nil, s.failed(ctx, rc, evDescribe, req.Path, errs.New(errs.NotFound, "secret %s not found", req.Path))
 	}
 	if err := s.auditNow(ctx, rc, s.ok(rc, evDescribe, req.Path)); err != nil {
 		return nil, err
 	}
 	return &apitypes.DescribeSecretResponse{Secret: sec.Meta(true), Index: st.Index}, nil
+}
+
+// readSecret is the start of a read of one secret: check the path, get the
+// state at the requested consistency, look the secret up (nil when absent)
+// and authorize the caller on it (a denial is audited).
+func (s *Server) readSecret(ctx context.Context, rc *reqCtx, path string, opts apitypes.ReadOptions, event string) (*fsm.State, *fsm.Secret, error) {
+	if err := checkPath(path); err != nil {
+		return nil, nil, err
+	}
+	st, err := s.n.ReadState(ctx, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	sec, _ := st.Secret(path)
+	if err := s.authorize(ctx, rc, st, event, path, sec); err != nil {
+		return nil, nil, err
+	}
+	return st, sec, nil
 }
 
 func (s *Server) ok(rc *reqCtx, event, path string) apitypes.AuditEntry {
@@ -158,7 +169,7 @@ func (s *Server) readValue(st *fsm.State, rc *reqCtx, path string, version uint6
 		d.Action = evDecrypt
 		entries = append(entries, d)
 	}
-	return &apitypes.SecretValue{Path: sec.Path, UID: sec.UID, Version: version, Value: value, CreatedAt: fromNanos(v.CreatedAt)}, entries, nil
+	return &apitypes.SecretValue{Path: sec.Path, UID: sec.UID, Version: version, Value: value, CreatedAt: fsm.FromNanos(v.CreatedAt)}, entries, nil
 }
 
 func (s *Server) getSecretValue(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
@@ -166,15 +177,8 @@ func (s *Server) getSecretValue(ctx context.Context, rc *reqCtx, raw []byte) (an
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
-	if err := checkPath(req.Path); err != nil {
-		return nil, err
-	}
-	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	st, _, err := s.readSecret(ctx, rc, req.Path, req.ReadOptions, evGetValue)
 	if err != nil {
-		return nil, err
-	}
-	sec, _ := st.Secret(req.Path)
-	if err := s.authorize(ctx, rc, st, evGetValue, req.Path, sec); err != nil {
 		return nil, err
 	}
 	val, entries, rerr := s.readValue(st, rc, req.Path, req.Version, true)

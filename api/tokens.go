@@ -21,19 +21,6 @@ const (
 	maxTokenTTL   = 10 * 365 * 24 * time.Hour
 )
 
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-// knownPolicy reports whether a policy exists (built-in or custom).
-func knownPolicy(st *fsm.State, name string) bool {
-	_, ok := st.Policy(name)
-	return ok
-}
-
 func (s *Server) createToken(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
 	var req apitypes.CreateTokenRequest
 	if err := decode(raw, &req); err != nil {
@@ -47,7 +34,7 @@ func (s *Server) createToken(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	}
 	st := s.n.State()
 	for i, p := range req.Policies {
-		if !knownPolicy(st, p) {
+		if _, ok := st.Policy(p); !ok {
 			return nil, invalid("policies[%d]: policy %q does not exist", i, p)
 		}
 	}
@@ -80,7 +67,7 @@ func (s *Server) createToken(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	}
 	resp := &apitypes.CreateTokenResponse{Token: token, Accessor: accessor, Index: res.Index}
 	if expires != 0 {
-		x := fromNanos(expires)
+		x := fsm.FromNanos(expires)
 		resp.ExpiresAt = &x
 	}
 	return resp, nil

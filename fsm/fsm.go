@@ -215,7 +215,7 @@ func run[C any](env *Envelope, fn func(*C) Result) Result {
 // them. AuditOnly entries keep the result their node recorded.
 func (t *txn) audit(env *Envelope, res *Result) {
 	for _, e := range env.Audit {
-		e.Time = fromNanos(t.now)
+		e.Time = FromNanos(t.now)
 		if env.Type != CmdAuditOnly || res.Err != nil {
 			switch {
 			case res.Err == nil:

@@ -111,11 +111,11 @@ type RewrappedKey struct {
 // Meta returns the API form of the key.
 func (k *Key) Meta() apitypes.Key {
 	m := apitypes.Key{
-		Name: k.Name, Description: k.Description, State: k.State, CreatedAt: fromNanos(k.CreatedAt),
+		Name: k.Name, Description: k.Description, State: k.State, CreatedAt: FromNanos(k.CreatedAt),
 		Versions: make([]apitypes.KeyVersion, 0, len(k.Versions)), BoundSecrets: k.Bound,
 	}
 	if k.DeletionDate != 0 {
-		d := fromNanos(k.DeletionDate)
+		d := FromNanos(k.DeletionDate)
 		m.DeletionDate = &d
 	}
 	if cur := k.Current(); cur != nil {
@@ -126,7 +126,7 @@ func (k *Key) Meta() apitypes.Key {
 		if v.Wrapped == nil {
 			st = apitypes.StateDestroyed
 		}
-		m.Versions = append(m.Versions, apitypes.KeyVersion{Version: v.Version, CreatedAt: fromNanos(v.CreatedAt), State: st})
+		m.Versions = append(m.Versions, apitypes.KeyVersion{Version: v.Version, CreatedAt: FromNanos(v.CreatedAt), State: st})
 	}
 	return m
 }
@@ -354,7 +354,7 @@ func (t *txn) destroyKey(c *DestroyKey) Result {
 		return notInState(k, "destroyKey", KeyPendingDeletion)
 	}
 	if t.now < k.DeletionDate {
-		return Result{Err: errs.New(errs.FailedPrecondition, "kms key %q is not due for destruction before %s", k.Name, fromNanos(k.DeletionDate).Format(time.RFC3339))}
+		return Result{Err: errs.New(errs.FailedPrecondition, "kms key %q is not due for destruction before %s", k.Name, FromNanos(k.DeletionDate).Format(time.RFC3339))}
 	}
 	k = k.clone()
 	for i, v := range k.Versions {

@@ -85,7 +85,7 @@ func (t *txn) authorizeAs(env *Envelope, action string) *errs.Error {
 	if RequiresAdmin(action) && !hasAdmin(tok.Policies) {
 		return errs.New(errs.PermissionDenied, "%s needs the admin policy", action)
 	}
-	now := fromNanos(t.now)
+	now := FromNanos(t.now)
 	d := acl.Evaluate(ResolvePolicies(t.policy, tok.Policies), acl.Request{Action: action, Path: env.Path, Source: src, Time: now})
 	if !d.Allowed {
 		return errs.New(errs.PermissionDenied, "%s", d.Reason)

@@ -69,7 +69,7 @@ func (s *Secret) Meta(withVersions bool) apitypes.Secret {
 	m := apitypes.Secret{
 		Path: s.Path, UID: s.UID, KMSKey: s.KMSKey, Description: s.Description,
 		Labels: s.Labels, AccessPolicy: s.AccessPolicy,
-		CreatedAt: fromNanos(s.CreatedAt), CreatedBy: s.CreatedBy, UpdatedAt: fromNanos(s.UpdatedAt),
+		CreatedAt: FromNanos(s.CreatedAt), CreatedBy: s.CreatedBy, UpdatedAt: FromNanos(s.UpdatedAt),
 		CurrentVersion: s.CurrentVersion(),
 	}
 	if m.Labels == nil {
@@ -83,7 +83,7 @@ func (s *Secret) Meta(withVersions bool) apitypes.Secret {
 				st = apitypes.StateDestroyed
 			}
 			m.Versions = append(m.Versions, apitypes.Version{
-				Version: v.Version, State: st, CreatedAt: fromNanos(v.CreatedAt), CreatedBy: v.CreatedBy,
+				Version: v.Version, State: st, CreatedAt: FromNanos(v.CreatedAt), CreatedBy: v.CreatedBy,
 				Origin: v.Origin, Size: v.Size, KMSKey: v.KMSKey, KMSKeyVersion: v.KMSKeyVersion,
 			})
 		}
@@ -152,9 +152,9 @@ func (t *Token) Expired(now int64) bool { return t.ExpiresAt != 0 && now >= t.Ex
 // Meta returns the API form of the token.
 func (t *Token) Meta() apitypes.Token {
 	m := apitypes.Token{Accessor: t.Accessor, Name: t.Name, Policies: t.Policies,
-		CreatedAt: fromNanos(t.CreatedAt), SourceCIDRs: t.SourceCIDRs}
+		CreatedAt: FromNanos(t.CreatedAt), SourceCIDRs: t.SourceCIDRs}
 	if t.ExpiresAt != 0 {
-		x := fromNanos(t.ExpiresAt)
+		x := FromNanos(t.ExpiresAt)
 		m.ExpiresAt = &x
 	}
 	return m
@@ -203,7 +203,9 @@ func (s *State) TokenByHash(hash string) (*Token, bool) {
 	return s.Token(acc)
 }
 
-func fromNanos(n int64) time.Time {
+// FromNanos turns the state's unix-nanosecond times into UTC times (zero
+// stays zero).
+func FromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}

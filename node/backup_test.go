@@ -3,6 +3,7 @@ package node
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -43,7 +44,11 @@ func TestBackupFilesAreCheckedAndPruned(t *testing.T) {
 			t.Fatal(err)
 		}
 		paths = append(paths, p)
-		time.Sleep(2 * time.Millisecond) // distinct millisecond timestamps in names
+		// File names carry the time to the millisecond: start the next
+		// one in a later millisecond.
+		for stamp := time.Now().Truncate(time.Millisecond); !time.Now().Truncate(time.Millisecond).After(stamp); {
+			runtime.Gosched()
+		}
 	}
 	for _, p := range paths {
 		data, err := os.ReadFile(p)

@@ -91,7 +91,7 @@ func saveTo(tmp *os.File, file string, fill func(*os.File) error) (int64, error)
 
 func snapshotRestore(a *app, args []string) int {
 	c := a.newCmd("snapshot restore", "FILE [flags]",
-		"Replaces the whole cluster state with the snapshot in FILE. The cluster refuses a corrupt snapshot\nor one from another cluster.").withConn()
+		"Replaces the cluster's data with the snapshot in FILE. The cluster refuses a corrupt snapshot, and one\nfrom another cluster unless it is a fresh cluster under the same root key (disaster recovery).").withConn()
 	pos, rc := c.parse(args, 1, 1)
 	if rc >= 0 {
 		return rc
