@@ -21,6 +21,10 @@ type Config struct {
 	Bootstrap   bool
 	Join        []string
 
+	// RaftLogStore is LogStoreWAL, LogStoreBolt or LogStoreAuto (the WAL
+	// for a new data dir, else the store the data dir holds).
+	RaftLogStore string
+
 	// Automated snapshot files (0 interval: off); SnapshotDir defaults to
 	// DATA_DIR/snapshots-auto, SnapshotRetain to 7.
 	SnapshotInterval time.Duration
@@ -40,6 +44,7 @@ type Config struct {
 	LeaderLeaseTimeout  time.Duration
 	SnapshotThreshold   uint64
 	TrailingLogs        uint64
+	LogSegmentSize      int           // WAL segment file size (default 64 MiB)
 	StabilizationPeriod time.Duration // how long a new server stays a non-voter
 	DeadServerCleanup   bool          // remove servers failed longer than DeadServerThreshold
 	DeadServerThreshold time.Duration // default 5m

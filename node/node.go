@@ -22,7 +22,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Node is one running Coffer server.
@@ -102,12 +101,13 @@ func (n *Node) start() error {
 			return fmt.Errorf("open audit store: %w", err)
 		}
 		store = audit.NewBufferedStore(auditDB) // one bbolt transaction per many Raft entries
-		bolt, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		ls, kind, err := openLogStore(cfg.DataDir, cfg.RaftLogStore, cfg.LogSegmentSize, n.logger.Named("raft-log"))
 		if err != nil {
-			return fmt.Errorf("open raft log: %w", err)
+			return err
 		}
-		n.closers = append(n.closers, bolt.Close)
-		logs, stable = bolt, bolt
+		n.closers = append(n.closers, ls.Close)
+		logs, stable = ls, ls
+		n.logger.Info("raft log opened", "store", kind)
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, n.logger.Named("snapshots")); err != nil {
 			return fmt.Errorf("open snapshot store: %w", err)
 		}

@@ -21,6 +21,8 @@
 #   STOP_TIMEOUT   seconds to wait for a node to exit on SIGTERM before
 #                  SIGKILL (default 15)
 #   LOG_LEVEL      server --log-level (default info)
+#   SERVER_ARGS    extra server flags for every node (word-split), e.g.
+#                  SERVER_ARGS="--pprof-addr 127.0.0.1:0"
 #
 # Restarting `start` over an existing CLUSTER_DIR reuses its root key, data
 # dirs and root token.
@@ -110,6 +112,10 @@ start_node() {
 		--audit-file "$CLUSTER_DIR/$name.audit.jsonl"
 		--log-level "$LOG_LEVEL"
 	)
+	if [[ -n ${SERVER_ARGS:-} ]]; then
+		# shellcheck disable=SC2206 # word splitting is the point
+		args+=(${SERVER_ARGS})
+	fi
 	if ((i == 0)); then
 		args+=(--bootstrap)
 	else

@@ -32,7 +32,7 @@ type serverFlags struct {
 	bootstrap, dev, logJSON                                       bool
 	join                                                          stringList
 	rootKeyFile, tlsCert, tlsKey, tlsCA, trustedProxies           string
-	auditFile, logLevel, pprofAddr                                string
+	auditFile, logLevel, pprofAddr, raftLogStore                  string
 	snapshotInterval                                              time.Duration
 	snapshotRetain                                                int
 	snapshotDir                                                   string
@@ -75,6 +75,7 @@ func newServerFlagSet(f *serverFlags) *flag.FlagSet {
 	fs.StringVar(&f.snapshotDir, "snapshot-dir", "", "directory of automated snapshot files (default DATA_DIR/snapshots-auto)")
 	fs.BoolVar(&f.deadServerCleanup, "dead-server-cleanup", false, "remove servers failed for longer than --dead-server-threshold (keeping a healthy majority)")
 	fs.DurationVar(&f.deadServerThreshold, "dead-server-threshold", 5*time.Minute, "how long a server must be failed before cleanup removes it")
+	fs.StringVar(&f.raftLogStore, "raft-log-store", "", "Raft log store: wal or bolt (default: wal for a new data dir, else the one it holds)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go pprof profiles on this address (e.g. 127.0.0.1:6060; keep it private)")
 	fs.BoolVar(&f.dev, "dev", false, "run one in-memory node with a fresh root key and print a root token")
 	return fs
@@ -132,7 +133,7 @@ func serve(f *serverFlags) error {
 	cfg := node.Config{
 		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: advertisedHTTP(f.httpAddr, f.advertise), ClusterAddr: f.clusterAddr,
 		GossipAddr: f.gossipAddr, Advertise: f.advertise, Bootstrap: f.bootstrap, Join: f.join,
-		AuditFile: f.auditFile, Logger: logger,
+		AuditFile: f.auditFile, Logger: logger, RaftLogStore: f.raftLogStore,
 		DeadServerCleanup: f.deadServerCleanup, DeadServerThreshold: f.deadServerThreshold,
 		SnapshotInterval: f.snapshotInterval, SnapshotRetain: f.snapshotRetain, SnapshotDir: f.snapshotDir,
 	}

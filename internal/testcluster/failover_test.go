@@ -231,7 +231,7 @@ func TestClusterRestartFollowerCatchesUp(t *testing.T) {
 // TestClusterWipedNodeRejoinsFromSnapshot: a node whose data dir is wiped rejoins
 // and catches up through a snapshot once the log is compacted.
 func TestClusterWipedNodeRejoinsFromSnapshot(t *testing.T) {
-	c := testcluster.New(t, 3, testcluster.Options{SnapshotThreshold: 64, TrailingLogs: 16})
+	c := testcluster.New(t, 3, testcluster.Options{SnapshotThreshold: 64, TrailingLogs: 16, LogSegmentSize: 16 << 10})
 	ctx := tcCtx(t, 120*time.Second)
 	f := c.Followers()
 	victim := f[0]

@@ -1,7 +1,6 @@
 package testcluster_test
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -10,14 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-func loopbackAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func loopbackAddr(t *testing.T) string { return testcluster.FreeAddr(t) }
 
 // A server holding another cluster's data (same root key) that gossips with
 // a cluster is never admitted to it.

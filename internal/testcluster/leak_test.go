@@ -271,7 +271,7 @@ func TestClusterNoPlaintextOnDisk(t *testing.T) {
 	// The search covered what it must cover.
 	want := []string{"api.snap"}
 	for _, tn := range c.Nodes {
-		for _, p := range []string{"data/raft.db", "data/audit.db", "node.log", "audit.jsonl"} {
+		for _, p := range []string{"data/wal/wal-meta.db", "data/audit.db", "node.log", "audit.jsonl"} {
 			want = append(want, filepath.Join(filepath.Base(tn.Dir), p))
 		}
 	}
@@ -280,11 +280,17 @@ func TestClusterNoPlaintextOnDisk(t *testing.T) {
 			t.Errorf("expected file %s was not searched (searched: %v)", w, files)
 		}
 	}
-	snaps := 0
+	snaps, segments := 0, 0
 	for _, f := range files {
 		if strings.Contains(f, "/snapshots/") && strings.HasSuffix(f, "state.bin") {
 			snaps++
 		}
+		if strings.Contains(f, "/data/wal/") && strings.HasSuffix(f, ".wal") {
+			segments++
+		}
+	}
+	if segments < len(c.Nodes) {
+		t.Errorf("found %d raft log segment files, want at least %d (files: %v)", segments, len(c.Nodes), files)
 	}
 	if snaps < len(c.Nodes) {
 		t.Errorf("found %d raft snapshot files, want at least %d (files: %v)", snaps, len(c.Nodes), files)

@@ -6,11 +6,13 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -73,6 +75,10 @@ type Options struct {
 	// SnapshotThreshold overrides Raft's (small values force snapshots).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// LogSegmentSize overrides the WAL's segment size: the WAL drops
+	// compacted entries a whole segment at a time, so tests that need the
+	// log truly compacted use small segments.
+	LogSegmentSize int
 	// DeadServerCleanup removes servers failed for DeadServerThreshold.
 	DeadServerCleanup   bool
 	DeadServerThreshold time.Duration
@@ -111,7 +117,7 @@ func New(t testing.TB, n int, opt ...Options) *Cluster {
 		tn := &Node{
 			ID: fmt.Sprintf("%sn%d", c.opts.IDPrefix, i), Dir: dir, DataDir: filepath.Join(dir, "data"),
 			LogFile: filepath.Join(dir, "node.log"), AuditFile: filepath.Join(dir, "audit.jsonl"),
-			HTTPAddr: freeAddr(t), ClusterAddr: freeAddr(t), GossipAddr: freeAddr(t),
+			HTTPAddr: FreeAddr(t), ClusterAddr: FreeAddr(t), GossipAddr: FreeAddr(t),
 		}
 		tn.URL = "http://" + tn.HTTPAddr
 		c.Nodes = append(c.Nodes, tn)
@@ -142,14 +148,41 @@ func New(t testing.TB, n int, opt ...Options) *Cluster {
 	return c
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreeAddr returns a loopback address free for TCP and UDP (gossip uses
+// both). Ports are drawn from 10000–19999: below the ephemeral range
+// (32768+), so an outgoing connection of this or another test process can't
+// take one between now and the node's bind, and apart from the 20000–31999
+// of the e2e tests, which run in another process; never twice here.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 1000 {
+		p := 10000 + rand.IntN(10000)
+		if portsUsed[p] {
+			continue
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(p)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		portsUsed[p] = true
+		return addr
 	}
-	defer l.Close()
-	// Gossip needs the UDP port too; loopback ports are rarely contended.
-	return l.Addr().String()
+	t.Fatal("no free loopback port found")
+	return ""
 }
 
 // Start (re)starts node i with its data dir.
@@ -174,7 +207,7 @@ func (c *Cluster) Start(i int) {
 		Logger: logger, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, StabilizationPeriod: 300 * time.Millisecond,
 		ReconcileInterval: 100 * time.Millisecond, GossipProbe: 200 * time.Millisecond,
-		SnapshotThreshold: c.opts.SnapshotThreshold, TrailingLogs: c.opts.TrailingLogs,
+		SnapshotThreshold: c.opts.SnapshotThreshold, TrailingLogs: c.opts.TrailingLogs, LogSegmentSize: c.opts.LogSegmentSize,
 		DeadServerCleanup: c.opts.DeadServerCleanup, DeadServerThreshold: c.opts.DeadServerThreshold,
 		Now: c.opts.Now,
 	}
