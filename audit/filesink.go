@@ -24,6 +24,7 @@ type FileSink struct {
 	// short write mid-line): the next write starts with a newline so the
 	// fragment stays a line of its own instead of corrupting the next entry.
 	torn bool
+	buf  []byte // reused across writes
 }
 
 // OpenFileSink opens path for appending (creating it with mode 0600) and
@@ -113,9 +114,9 @@ func entrySeq(line []byte) (uint64, bool) {
 func (s *FileSink) Write(entries []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var buf bytes.Buffer
+	buf := s.buf[:0]
 	if s.torn {
-		buf.WriteByte('\n')
+		buf = append(buf, '\n')
 	}
 	type mark struct {
 		end int
@@ -127,24 +128,23 @@ func (s *FileSink) Write(entries []Entry) error {
 		if entries[i].Seq <= last {
 			continue
 		}
-		b, err := json.Marshal(&entries[i])
-		if err != nil {
-			return fmt.Errorf("audit file: encode entry %d: %w", entries[i].Seq, err)
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
+		buf = entries[i].AppendJSON(buf)
+		buf = append(buf, '\n')
 		last = entries[i].Seq
-		marks = append(marks, mark{buf.Len(), last})
+		marks = append(marks, mark{len(buf), last})
+	}
+	if cap(buf) <= 1<<20 {
+		s.buf = buf // keep a buffer of ordinary size for the next write
 	}
 	if len(marks) == 0 {
 		return nil
 	}
-	n, err := s.f.Write(buf.Bytes())
+	n, err := s.f.Write(buf)
 	if err != nil {
 		// Keep the state true to what reached the file, so a retry neither
 		// skips an entry nor glues onto a partial line.
 		if n > 0 {
-			s.torn = !endsLine(buf.Bytes()[:n])
+			s.torn = !endsLine(buf[:n])
 		}
 		for _, m := range marks {
 			if m.end <= n {
