@@ -113,7 +113,7 @@ func (f *FSM) bumpIndex(index uint64) {
 type txn struct {
 	base    *State
 	now     int64
-	secrets *iradix.Txn[*Secret]
+	secrets *SecretTree // a clone of the base state's
 	keys    *iradix.Txn[*Key]
 	tokens  *iradix.Txn[*Token]
 	hashes  *iradix.Txn[string]
@@ -126,7 +126,7 @@ type txn struct {
 func newTxn(base *State, now int64) *txn {
 	return &txn{
 		base: base, now: now,
-		secrets: base.Secrets.Txn(), keys: base.Keys.Txn(), tokens: base.Tokens.Txn(), hashes: base.TokenHashes.Txn(),
+		secrets: base.Secrets.clone(), keys: base.Keys.Txn(), tokens: base.Tokens.Txn(), hashes: base.TokenHashes.Txn(),
 		pols: base.Policies.Txn(), meta: *base,
 	}
 }
@@ -134,7 +134,7 @@ func newTxn(base *State, now int64) *txn {
 func (t *txn) commit(index uint64) *State {
 	st := t.meta
 	st.Index = index
-	st.Secrets = t.secrets.CommitOnly()
+	st.Secrets = t.secrets
 	st.Keys = t.keys.CommitOnly()
 	st.Tokens = t.tokens.CommitOnly()
 	st.TokenHashes = t.hashes.CommitOnly()

@@ -163,6 +163,16 @@ func ftTree[T any](t testing.TB, tr *iradix.Tree[T]) map[string]string {
 	return m
 }
 
+func ftSecrets(t testing.TB, tr *SecretTree) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	tr.Ascend("", func(s *Secret) bool {
+		m[s.Path] = ftCanon(t, s)
+		return true
+	})
+	return m
+}
+
 // ftSameState compares two states field by field (the trees by content).
 func ftSameState(t testing.TB, a, b *State) {
 	t.Helper()
@@ -174,7 +184,7 @@ func ftSameState(t testing.TB, a, b *State) {
 		name string
 		x, y map[string]string
 	}{
-		{"secrets", ftTree(t, a.Secrets), ftTree(t, b.Secrets)},
+		{"secrets", ftSecrets(t, a.Secrets), ftSecrets(t, b.Secrets)},
 		{"keys", ftTree(t, a.Keys), ftTree(t, b.Keys)},
 		{"tokens", ftTree(t, a.Tokens), ftTree(t, b.Tokens)},
 		{"token hashes", ftTree(t, a.TokenHashes), ftTree(t, b.TokenHashes)},

@@ -164,30 +164,28 @@ func (s *State) KeyBindings(keyName string, pageSize int, pageToken string) ([]s
 		start = string(b)
 	}
 	paths := []string{}
-	it := s.Secrets.Root().Iterator()
-	it.SeekLowerBound([]byte(start))
-	for {
-		_, sec, ok := it.Next()
-		if !ok {
-			return paths, "", nil
-		}
+	next := ""
+	s.Secrets.Ascend(start, func(sec *Secret) bool {
 		if sec.KMSKey != keyName {
-			continue
+			return true
 		}
 		if len(paths) >= pageSize {
-			return paths, base64.RawURLEncoding.EncodeToString([]byte(sec.Path)), nil
+			next = base64.RawURLEncoding.EncodeToString([]byte(sec.Path))
+			return false
 		}
 		paths = append(paths, sec.Path)
-	}
+		return true
+	})
+	return paths, next, nil
 }
 
 // rebuildBindings derives the keys' bound counts from the secrets (after a
 // snapshot restore: counts are not in the snapshot).
 func (s *State) rebuildBindings() {
 	counts := map[string]int{}
-	s.Secrets.Root().Walk(func(_ []byte, sec *Secret) bool {
+	s.Secrets.Ascend("", func(sec *Secret) bool {
 		counts[sec.KMSKey]++
-		return false
+		return true
 	})
 	keys := s.Keys.Txn()
 	s.Keys.Root().Walk(func(name []byte, k *Key) bool {

@@ -28,41 +28,41 @@ func (s *State) List(prefix string, recursive bool, pageSize int, pageToken stri
 		start = string(b)
 	}
 	var page ListPage
-	it := s.Secrets.Root().Iterator()
-	it.SeekLowerBound([]byte(start))
-	for {
-		k, sec, ok := it.Next()
-		if !ok || !strings.HasPrefix(string(k), prefix) {
-			return page, nil
-		}
-		rest := string(k[len(prefix):])
-		if !recursive {
-			if i := strings.IndexByte(rest, '/'); i >= 0 {
-				folder := prefix + rest[:i+1]
-				if n := len(page.Folders); n > 0 && page.Folders[n-1] == folder {
-					continue
-				}
-				if page.full(pageSize) {
-					page.Next = token(folder)
-					return page, nil
-				}
-				page.Folders = append(page.Folders, folder)
-				// Skip the folder's contents: they share its prefix and are contiguous.
-				// (A fresh iterator: iradix iterators can only seek once.)
-				it = s.Secrets.Root().Iterator()
-				it.SeekLowerBound([]byte(folder[:len(folder)-1] + "0")) // '0' follows '/'
-				continue
+	for from, more := start, true; more; {
+		resume := "" // set to skip a folder's contents
+		s.Secrets.Ascend(from, func(sec *Secret) bool {
+			k := sec.Path
+			if !strings.HasPrefix(k, prefix) {
+				return false
 			}
-		}
-		if keep != nil && !keep(sec) {
-			continue
-		}
-		if page.full(pageSize) {
-			page.Next = token(string(k))
-			return page, nil
-		}
-		page.Secrets = append(page.Secrets, sec)
+			rest := k[len(prefix):]
+			if !recursive {
+				if i := strings.IndexByte(rest, '/'); i >= 0 {
+					folder := prefix + rest[:i+1]
+					if page.full(pageSize) {
+						page.Next = token(folder)
+						return false
+					}
+					page.Folders = append(page.Folders, folder)
+					// Skip the folder's contents: they share its prefix and
+					// are contiguous, and '0' is the byte after '/'.
+					resume = folder[:len(folder)-1] + "0"
+					return false
+				}
+			}
+			if keep != nil && !keep(sec) {
+				return true
+			}
+			if page.full(pageSize) {
+				page.Next = token(k)
+				return false
+			}
+			page.Secrets = append(page.Secrets, sec)
+			return true
+		})
+		from, more = resume, resume != ""
 	}
+	return page, nil
 }
 
 func (p *ListPage) full(size int) bool { return len(p.Secrets)+len(p.Folders) >= size }

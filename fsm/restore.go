@@ -21,7 +21,7 @@ func (t *txn) restoreState(c *RestoreState) Result {
 	if err != nil {
 		return Result{Err: errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)}
 	}
-	t.secrets, t.keys, t.tokens, t.hashes = st.Secrets.Txn(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn()
+	t.secrets, t.keys, t.tokens, t.hashes = st.Secrets.clone(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn()
 	t.pols = st.Policies.Txn()
 	t.meta.VersionCount = st.VersionCount
 	t.meta.Initialized = t.meta.Initialized || st.Initialized

@@ -6,7 +6,7 @@ import (
 	"unique"
 )
 
-func (t *txn) getSecret(path string) (*Secret, bool) { return t.secrets.Get([]byte(path)) }
+func (t *txn) getSecret(path string) (*Secret, bool) { return t.secrets.Get(path) }
 
 // usableKey checks that a key exists and is enabled: reading or writing a
 // secret whose key is not enabled is FailedPrecondition naming the key.
@@ -44,7 +44,7 @@ func (t *txn) newVersion(n uint64, v *SealedValue, origin, by string) *Version {
 // would otherwise keep its own copy.
 func intern(s string) string { return unique.Make(s).Value() }
 
-func (t *txn) putSecret(s *Secret) { t.secrets.Insert([]byte(s.Path), s) }
+func (t *txn) putSecret(s *Secret) { t.secrets.insert(s) }
 
 func (t *txn) createSecret(c *CreateSecret) Result {
 	if _, ok := t.getSecret(c.Path); ok {
@@ -104,8 +104,7 @@ func (t *txn) putValue(c *PutValue) Result {
 		return Result{Err: errs.New(errs.VersionMismatch, "expected version %d but current version of %s is %d", *c.ExpectedVersion, c.Path, cur)}
 	}
 	n := uint64(len(s.Versions)) + 1
-	s = s.clone()
-	s.Versions = append(s.Versions, t.newVersion(n, &c.Value, c.Origin, c.CreatedBy))
+	s = s.withVersion(t.newVersion(n, &c.Value, c.Origin, c.CreatedBy))
 	s.UpdatedAt = t.now
 	t.putSecret(s)
 	t.meta.VersionCount++
@@ -117,7 +116,7 @@ func (t *txn) updateSecret(c *UpdateSecret) Result {
 	if !ok {
 		return Result{Err: errs.New(errs.NotFound, "secret %s not found", c.Path)}
 	}
-	s = s.clone()
+	s = s.withMeta()
 	if c.Description != nil {
 		s.Description = *c.Description
 	}
@@ -159,7 +158,7 @@ func (t *txn) destroyVersion(c *DestroyVersion) Result {
 }
 
 func (t *txn) deleteSecret(c *DeleteSecret) Result {
-	s, ok := t.secrets.Delete([]byte(c.Path))
+	s, ok := t.secrets.delete(c.Path)
 	if !ok {
 		return Result{Err: errs.New(errs.NotFound, "secret %s not found", c.Path)}
 	}

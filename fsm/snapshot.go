@@ -93,7 +93,7 @@ func WriteState(w io.Writer, st *State) error {
 		}
 		return err != nil // stop walking on error
 	}
-	st.Secrets.Root().Walk(func(_ []byte, v *Secret) bool { return put(recSecret, v) })
+	st.Secrets.Ascend("", func(v *Secret) bool { return !put(recSecret, v) })
 	if err == nil {
 		st.Keys.Root().Walk(func(_ []byte, v *Key) bool { return put(recKey, v) })
 	}
@@ -133,7 +133,7 @@ func ReadState(r io.Reader) (*State, error) {
 	st := emptyState()
 	st.ClusterID, st.RootFingerprint, st.Initialized = hdr.ClusterID, hdr.RootFingerprint, hdr.Initialized
 	st.Index, st.AuditHead, st.VersionCount = hdr.Index, hdr.AuditHead, hdr.VersionCount
-	secrets, keys, tokens, hashes, pols := st.Secrets.Txn(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn(), st.Policies.Txn()
+	keys, tokens, hashes, pols := st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn(), st.Policies.Txn()
 	for {
 		typ, err := dec.DecodeUint8()
 		if err != nil {
@@ -149,7 +149,7 @@ func ReadState(r io.Reader) (*State, error) {
 			for _, v := range s.Versions {
 				v.KMSKey, v.CreatedBy, v.Origin = intern(v.KMSKey), intern(v.CreatedBy), intern(v.Origin)
 			}
-			secrets.Insert([]byte(s.Path), &s)
+			st.Secrets.insert(&s) // a fresh tree, published only when complete
 		case recKey:
 			var k Key
 			if err := dec.Decode(&k); err != nil {
@@ -170,7 +170,7 @@ func ReadState(r io.Reader) (*State, error) {
 			}
 			pols.Insert([]byte(p.Name), &p)
 		case recEnd:
-			st.Secrets, st.Keys, st.Tokens, st.TokenHashes = secrets.CommitOnly(), keys.CommitOnly(), tokens.CommitOnly(), hashes.CommitOnly()
+			st.Keys, st.Tokens, st.TokenHashes = keys.CommitOnly(), tokens.CommitOnly(), hashes.CommitOnly()
 			st.Policies = pols.CommitOnly()
 			if st.Secrets.Len() != hdr.Secrets || st.Keys.Len() != hdr.Keys || st.Tokens.Len() != hdr.Tokens || st.Policies.Len() != hdr.Policies {
 				return nil, errors.New("snapshot is truncated or corrupt: record counts do not match its header")

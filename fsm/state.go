@@ -64,6 +64,23 @@ func (s *Secret) clone() *Secret {
 	return &c
 }
 
+// withVersion returns a copy of s with v appended, in O(1): the copy shares
+// the versions' backing array. That is safe because versions are only ever
+// appended by the one apply goroutine, each Secret reads only its own prefix
+// of the array, and changing an existing version goes through clone.
+// Copying the whole list on every put made a put O(versions).
+func (s *Secret) withVersion(v *Version) *Secret {
+	c := *s
+	c.Versions = append(s.Versions, v)
+	return &c
+}
+
+// withMeta returns a copy of s for changes that leave the versions alone.
+func (s *Secret) withMeta() *Secret {
+	c := *s
+	return &c
+}
+
 // Meta returns the API form of the secret, with versions if asked.
 func (s *Secret) Meta(withVersions bool) apitypes.Secret {
 	m := apitypes.Secret{
@@ -166,7 +183,7 @@ type State struct {
 	ClusterID       string
 	RootFingerprint string
 	Initialized     bool // root token created
-	Secrets         *iradix.Tree[*Secret]
+	Secrets         *SecretTree
 	Keys            *iradix.Tree[*Key]
 	Tokens          *iradix.Tree[*Token] // by accessor
 	TokenHashes     *iradix.Tree[string] // hash -> accessor
@@ -177,7 +194,7 @@ type State struct {
 
 func emptyState() *State {
 	return &State{
-		Secrets:     iradix.New[*Secret](),
+		Secrets:     newSecretTree(),
 		Keys:        iradix.New[*Key](),
 		Tokens:      iradix.New[*Token](),
 		TokenHashes: iradix.New[string](),
@@ -186,7 +203,7 @@ func emptyState() *State {
 }
 
 // Secret returns the secret at path.
-func (s *State) Secret(path string) (*Secret, bool) { return s.Secrets.Get([]byte(path)) }
+func (s *State) Secret(path string) (*Secret, bool) { return s.Secrets.Get(path) }
 
 // Key returns the named key.
 func (s *State) Key(name string) (*Key, bool) { return s.Keys.Get([]byte(name)) }
