@@ -96,6 +96,10 @@ func (s *boltStore) Append(entries []Entry) error {
 	if err := checkOrder(entries); err != nil {
 		return err
 	}
+	entries = s.skipHeld(entries)
+	if len(entries) == 0 {
+		return nil
+	}
 	// Encode outside the write transaction: bbolt has one writer at a time.
 	vals := make([][]byte, len(entries))
 	for i := range entries {
@@ -119,6 +123,33 @@ func (s *boltStore) Append(entries []Entry) error {
 		return fmt.Errorf("audit append %d..%d: %w", entries[0].Seq, entries[len(entries)-1].Seq, err)
 	}
 	return nil
+}
+
+// skipHeld drops the leading entries the store already holds, as a replay
+// of the Raft log after a restart brings them again (re-encoding and
+// rewriting them was a third of a replay's cost). The hash chain makes the
+// check cheap: if the store holds every seq of the range and its entry at
+// the top of the range has the same hash, every entry of the range is the
+// same. Anything else (a gap, another hash) is written, as Append promises.
+func (s *boltStore) skipHeld(entries []Entry) []Entry {
+	held := 0
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEntries).Cursor()
+		n := 0
+		var topVal []byte // valid only inside this transaction
+		for k, v := c.Seek(seqKey(entries[0].Seq)); k != nil && n < len(entries) && binary.BigEndian.Uint64(k) == entries[n].Seq; k, v = c.Next() {
+			topVal = v
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		if top, err := decodeEntry(topVal); err == nil && top.Hash != "" && top.Hash == entries[n-1].Hash {
+			held = n
+		}
+		return nil
+	})
+	return entries[held:]
 }
 
 func (s *boltStore) TruncateAfter(seq uint64) error {

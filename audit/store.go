@@ -15,7 +15,9 @@ import (
 // crash is harmless. Implementations are safe for concurrent use.
 type Store interface {
 	// Append writes entries, which must be in strictly increasing seq order
-	// with seq > 0. An existing seq is overwritten.
+	// with seq > 0. An existing seq is overwritten, except that entries the
+	// store provably holds already (a replay: every seq present and the
+	// same hash at the last of them) may be skipped.
 	Append(entries []Entry) error
 	// TruncateAfter drops every entry with a seq greater than seq; it is used
 	// when a snapshot is restored, so the local trail ends at the snapshot's

@@ -431,7 +431,7 @@ func (n *Node) LeaderID() string {
 // Health reports whether this node is serving and why not.
 func (n *Node) Health() (apitypes.Health, bool) {
 	st := n.fsm.State()
-	h := apitypes.Health{NodeID: n.cfg.NodeID, Role: n.Role(), LeaderID: n.LeaderID(), AppliedIndex: n.raft.AppliedIndex(), Initialized: st.Initialized, Warnings: []string{}}
+	h := apitypes.Health{NodeID: n.cfg.NodeID, Role: n.Role(), LeaderID: n.LeaderID(), AppliedIndex: n.AppliedIndex(), Initialized: st.Initialized, Warnings: []string{}}
 	serving := true
 	if e := n.fatal.Load(); e != nil {
 		h.Warnings = append(h.Warnings, "not serving: "+(*e).Error())
@@ -515,8 +515,8 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	return nil
 }
 
-// Indexes returns Raft's commit and applied indexes.
-func (n *Node) Indexes() (commit, applied uint64) { return n.raft.CommitIndex(), n.raft.AppliedIndex() }
+// Indexes returns Raft's commit index and the applied index (AppliedIndex).
+func (n *Node) Indexes() (commit, applied uint64) { return n.raft.CommitIndex(), n.AppliedIndex() }
 
 // clusterID is the cluster this node's data belongs to: from the state, or
 // from the data dir (a node whose log has not been replayed yet).

@@ -52,11 +52,21 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
-// WaitApplied waits (up to 5 s) until this node has applied index. Raft's
+// AppliedIndex is the log index this node's state reflects. Raft's own
 // applied index also counts entries the FSM never sees (no-ops,
-// configuration changes), but it runs ahead of the FSM (Raft hands
-// commands to the FSM asynchronously): past the FSM's index it counts only
-// if no command lies in between.
+// configuration changes), but it runs ahead of the FSM: Raft hands commands
+// to the FSM asynchronously, up to tens of thousands of entries ahead while
+// a restarted node replays its log. So it is the FSM's index, or Raft's
+// when only entries the FSM never sees lie in between.
+func (n *Node) AppliedIndex() uint64 {
+	fsmIndex := n.fsm.State().Index
+	if raftIndex := n.raft.AppliedIndex(); raftIndex > fsmIndex && !n.commandBetween(fsmIndex, raftIndex) {
+		return raftIndex
+	}
+	return fsmIndex
+}
+
+// WaitApplied waits (up to 5 s) until this node has applied index.
 func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, apitypes.MaxMinIndexWait)
 	defer cancel()

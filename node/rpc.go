@@ -82,7 +82,7 @@ func (n *Node) proposeAll(ctx context.Context, cmds [][]byte) []fsm.Result {
 }
 
 func (n *Node) status() nodeStatus {
-	st := nodeStatus{NodeID: n.cfg.NodeID, AppliedIndex: n.raft.AppliedIndex(), HTTPAddr: n.cfg.HTTPAddr}
+	st := nodeStatus{NodeID: n.cfg.NodeID, AppliedIndex: n.AppliedIndex(), HTTPAddr: n.cfg.HTTPAddr}
 	if lc := n.raft.LastContact(); !lc.IsZero() && n.raft.State() != raft.Leader {
 		st.LastContact = lc.UnixNano()
 	}

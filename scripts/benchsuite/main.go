@@ -126,7 +126,7 @@ func cpuCount() int {
 
 func (c *cluster) start(n *proc) error {
 	args := []string{"server", "--node-id", n.id, "--data-dir", n.dir, "--http-addr", n.http, "--cluster-addr", n.cluster,
-		"--gossip-addr", n.gossip, "--root-key-file", c.keyFile, "--log-level", "warn"}
+		"--gossip-addr", n.gossip, "--root-key-file", c.keyFile, "--log-level", "info"}
 	if n.boot {
 		args = append(args, "--bootstrap")
 	} else {
