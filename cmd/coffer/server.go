@@ -20,6 +20,7 @@ import (
 
 	"github.com/cofferhq/coffer/api"
 	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/internal/gctune"
 	"github.com/cofferhq/coffer/kms"
 	"github.com/cofferhq/coffer/node"
 	"github.com/hashicorp/go-hclog"
@@ -128,8 +129,10 @@ func runServer(args []string) int {
 }
 
 func serve(f *serverFlags) error {
-
 	logger := hclog.New(&hclog.LoggerOptions{Name: "coffer", Level: hclog.LevelFromString(f.logLevel), JSONFormat: f.logJSON, Output: os.Stderr})
+	if !gctune.Start() {
+		logger.Info("GC headroom left to GOGC/GOMEMLIMIT from the environment")
+	}
 	cfg := node.Config{
 		NodeID: f.nodeID, DataDir: f.dataDir, Dev: f.dev, HTTPAddr: advertisedHTTP(f.httpAddr, f.advertise), ClusterAddr: f.clusterAddr,
 		GossipAddr: f.gossipAddr, Advertise: f.advertise, Bootstrap: f.bootstrap, Join: f.join,
