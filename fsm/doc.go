@@ -2,8 +2,9 @@
 // their msgpack encoding, Apply dispatch, the state (secrets, versions, KMS
 // keys, tokens, audit chain head) and Snapshot/Restore.
 //
-// The state is a set of immutable radix trees behind an atomic pointer: Apply
-// builds a new root per log entry and readers load it without locks. Apply
+// The state is a set of copy-on-write trees (a B-tree for secrets, radix
+// trees for the small tables) behind an atomic pointer: Apply builds a new
+// version per log entry and readers load it without locks. Apply
 // never reads the clock or randomness and never sees plaintext: every command
 // carries the leader's timestamp, generated ids and ciphertexts.
 package fsm

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -51,4 +52,9 @@ func TestMemoryPerSecret(t *testing.T) {
 	}
 	t.Logf("%d secrets: live heap %.0f MiB, %.0f bytes per secret", h.f.State().Secrets.Len(),
 		float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), float64(after.HeapAlloc-before.HeapAlloc)/float64(n))
+	start := time.Now()
+	if err := WriteState(io.Discard, h.f.State()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("WriteState of that state: %v", time.Since(start).Round(time.Millisecond))
 }

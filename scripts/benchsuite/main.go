@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,8 +33,8 @@ type proc struct {
 }
 
 type cluster struct {
-	bin, keyFile, token string
-	nodes               []*proc
+	bin, keyFile, token, dir string
+	nodes                    []*proc
 }
 
 func main() {
@@ -54,7 +55,7 @@ func run(bin string, secrets int, dur time.Duration, base int, dir string) error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	c := &cluster{bin: bin, keyFile: filepath.Join(dir, "root.key")}
+	c := &cluster{bin: bin, keyFile: filepath.Join(dir, "root.key"), dir: dir}
 	if out, err := exec.Command(bin, "operator", "keygen", "--out", c.keyFile).CombinedOutput(); err != nil {
 		return fmt.Errorf("keygen: %v: %s", err, out)
 	}
@@ -119,6 +120,13 @@ func run(bin string, secrets int, dur time.Duration, base int, dir string) error
 	return c.failoverRow()
 }
 
+// pprofAddr is the node's HTTP port + 5 (see profileCPU).
+func pprofAddr(httpAddr string) string {
+	host, port, _ := strings.Cut(httpAddr, ":")
+	p, _ := strconv.Atoi(port)
+	return fmt.Sprintf("%s:%d", host, p+5)
+}
+
 func cpuCount() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return strings.Count(string(b), "processor\t:")
@@ -126,7 +134,7 @@ func cpuCount() int {
 
 func (c *cluster) start(n *proc) error {
 	args := []string{"server", "--node-id", n.id, "--data-dir", n.dir, "--http-addr", n.http, "--cluster-addr", n.cluster,
-		"--gossip-addr", n.gossip, "--root-key-file", c.keyFile, "--log-level", "info"}
+		"--gossip-addr", n.gossip, "--root-key-file", c.keyFile, "--log-level", "info", "--pprof-addr", pprofAddr(n.http)}
 	if n.boot {
 		args = append(args, "--bootstrap")
 	} else {
@@ -299,19 +307,36 @@ func (c *cluster) settle() time.Duration {
 	return time.Since(start).Round(time.Second)
 }
 
-func rssMiB(pid int) float64 {
+// memMiB reads a /proc/PID/status field in MiB (VmRSS, RssAnon, RssFile).
+func memMiB(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
+		if strings.HasPrefix(l, field+":") {
 			f := strings.Fields(l)
 			kb, _ := strconv.Atoi(f[1])
 			return float64(kb) / 1024
 		}
 	}
 	return 0
+}
+
+// profileCPU saves a CPU profile of node n for d into the work dir (the
+// nodes serve pprof on their HTTP port + 5).
+func (c *cluster) profileCPU(n *proc, name string, d time.Duration) {
+	host, port, _ := strings.Cut(n.http, ":")
+	p, _ := strconv.Atoi(port)
+	resp, err := http.Get(fmt.Sprintf("http://%s:%d/debug/pprof/profile?seconds=%d", host, p+5, int(d.Seconds())))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if f, err := os.Create(filepath.Join(c.dir, name)); err == nil {
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+	}
 }
 
 // bigRows loads n secrets of 256 B, then measures memory, snapshot save
@@ -331,12 +356,14 @@ func (c *cluster) bigRows(ctx context.Context, n int) error {
 	var rss []string
 	maxRSS := 0.0
 	for _, p := range c.nodes {
-		r := rssMiB(p.cmd.Process.Pid)
+		pid := p.cmd.Process.Pid
+		r := memMiB(pid, "VmRSS")
 		maxRSS = max(maxRSS, r)
-		rss = append(rss, fmt.Sprintf("%s %.0f", p.id, r))
+		rss = append(rss, fmt.Sprintf("%s %.0f = heap etc. %.0f + mapped files %.0f", p.id, r, memMiB(pid, "RssAnon"), memMiB(pid, "RssFile")))
 	}
 	fmt.Printf("%-48s %9.0fMiB %10s %10s %10s  %s  (%s)\n", fmt.Sprintf("RSS per node with %d secrets", n), maxRSS, "-", "-", "-", "≤ 1.5 GiB", strings.Join(rss, ", "))
 
+	go c.profileCPU(c.node(leaderURL), "snapshot-leader.cpu.pprof", 10*time.Second)
 	t0 := time.Now()
 	var buf bytes.Buffer
 	if err := c.client(c.node(leaderURL)).Snapshot(ctx, &buf); err != nil {
