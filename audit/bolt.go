@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -28,6 +29,25 @@ const scanChunk = 1024
 
 type boltStore struct {
 	db *bolt.DB
+
+	trimMu   sync.Mutex
+	lastTrim time.Time
+}
+
+// trimEvery is how often the store's file mapping is trimmed (trimMapping).
+const trimEvery = 10 * time.Second
+
+// maybeTrim trims the mapping if trimEvery has passed since the last trim.
+func (s *boltStore) maybeTrim() {
+	s.trimMu.Lock()
+	due := time.Since(s.lastTrim) >= trimEvery
+	if due {
+		s.lastTrim = time.Now()
+	}
+	s.trimMu.Unlock()
+	if due {
+		trimMapping(s.db)
+	}
 }
 
 // OpenBoltStore opens (creating if needed) the audit store in the bbolt file
@@ -122,6 +142,7 @@ func (s *boltStore) Append(entries []Entry) error {
 	if err != nil {
 		return fmt.Errorf("audit append %d..%d: %w", entries[0].Seq, entries[len(entries)-1].Seq, err)
 	}
+	s.maybeTrim()
 	return nil
 }
 
@@ -272,9 +293,13 @@ func (s *boltStore) scan(from uint64, fn func(uint64, *Entry, error) bool) error
 	}
 }
 
-func (s *boltStore) Query(q Query) ([]Entry, string, error) { return runQuery(s, q) }
+func (s *boltStore) Query(q Query) ([]Entry, string, error) {
+	defer s.maybeTrim()
+	return runQuery(s, q)
+}
 
 func (s *boltStore) Verify() (ok bool, checked uint64, first, last, firstBroken uint64, err error) {
+	defer s.maybeTrim() // a verify reads the whole file
 	return runVerify(s)
 }
 
@@ -282,5 +307,6 @@ func (s *boltStore) Close() error { return s.db.Close() }
 
 // Range implements Store.
 func (s *boltStore) Range(from, to uint64, max int) ([]Entry, error) {
+	defer s.maybeTrim()
 	return rangeEntries(s, from, to, max)
 }
