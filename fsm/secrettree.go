@@ -5,7 +5,7 @@ import "github.com/google/btree"
 // SecretTree is the secrets table: a copy-on-write B-tree of secrets ordered
 // by path (byte order). A published State's tree is never modified: a log
 // entry's transaction works on a lazy clone, which copies only the nodes it
-// changes. It costs about 35 bytes per secret where an immutable radix tree
+// changes. It costs about 45 bytes per secret where an immutable radix tree
 // cost about 360 (TestMemoryPerSecret), and the table dominates memory.
 type SecretTree struct{ t *btree.BTreeG[secretItem] }
 
