@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
+	"github.com/cofferhq/coffer/internal/testcluster"
 )
 
 // Deadlines. Every wait in this package polls against one of these; none
@@ -37,40 +36,9 @@ const (
 // ---------------------------------------------------------------------------
 // Ports
 
-var (
-	portMu    sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// freePort returns a loopback port that is free for TCP and UDP (gossip uses
-// both). Ports are drawn below the usual ephemeral range (32768+) so that
-// outgoing connections of this or other test processes do not take them
-// between now and the server's bind, and never twice in this process.
-func freePort(t testing.TB) int {
-	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 1000 {
-		p := 20000 + rand.IntN(12000)
-		if portsUsed[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsUsed[p] = true
-		return p
-	}
-	t.Fatal("no free loopback port found")
-	return 0
-}
+// freePort returns a free loopback port in 20000–31999 (the in-process
+// cluster tests, another process, use 10000–19999).
+func freePort(t testing.TB) int { return testcluster.FreePort(t, 20000, 12000) }
 
 func freeAddr(t testing.TB) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
 

@@ -153,17 +153,17 @@ var (
 	portsUsed = map[int]bool{}
 )
 
-// FreeAddr returns a loopback address free for TCP and UDP (gossip uses
-// both). Ports are drawn from 10000–19999: below the ephemeral range
-// (32768+), so an outgoing connection of this or another test process can't
-// take one between now and the node's bind, and apart from the 20000–31999
-// of the e2e tests, which run in another process; never twice here.
-func FreeAddr(t testing.TB) string {
+// FreePort returns a loopback port in [from, from+n) that is free for TCP
+// and UDP (gossip uses both), never the same twice in this process. Ranges
+// below the ephemeral one (32768+) keep outgoing connections of this or
+// another test process from taking the port between now and the bind; test
+// processes that run at the same time use ranges of their own.
+func FreePort(t testing.TB, from, n int) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
 	for range 1000 {
-		p := 10000 + rand.IntN(10000)
+		p := from + rand.IntN(n)
 		if portsUsed[p] {
 			continue
 		}
@@ -179,11 +179,15 @@ func FreeAddr(t testing.TB) string {
 		}
 		u.Close()
 		portsUsed[p] = true
-		return addr
+		return p
 	}
 	t.Fatal("no free loopback port found")
-	return ""
+	return 0
 }
+
+// FreeAddr is a free loopback address in 10000–19999 (the e2e tests, another
+// process, use 20000–31999).
+func FreeAddr(t testing.TB) string { return "127.0.0.1:" + strconv.Itoa(FreePort(t, 10000, 10000)) }
 
 // Start (re)starts node i with its data dir.
 func (c *Cluster) Start(i int) {
