@@ -145,33 +145,7 @@ func Prepare(ctx context.Context, c Config) error {
 	if err := c.defaults(); err != nil {
 		return err
 	}
-	value := randomValue(c.ValueSize)
-	var next atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for w := 0; w < min(c.Concurrency, 32); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= c.Keys || ctx.Err() != nil {
-					return
-				}
-				body, _ := json.Marshal(map[string]any{"path": c.path(i), "value": value})
-				code := c.call(ctx, c.Targets[0], "createSecret", body)
-				if code != "" && code != "AlreadyExists" {
-					firstErr.CompareAndSwap(nil, fmt.Errorf("create %s: %s", c.path(i), code))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return err
-	}
-	return nil
+	return c.createAll(ctx, min(c.Concurrency, 32), c.Targets[:1])
 }
 
 func randomValue(n int) []byte {
@@ -306,15 +280,21 @@ func PrepareSpread(ctx context.Context, c Config) error {
 	if err := c.defaults(); err != nil {
 		return err
 	}
+	return c.createAll(ctx, c.Concurrency, c.Targets)
+}
+
+// createAll creates the Keys secrets with a value each, with workers
+// clients spread over targets; existing secrets count as created.
+func (c *Config) createAll(ctx context.Context, workers int, targets []string) error {
 	value := randomValue(c.ValueSize)
 	var next atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	for w := 0; w < c.Concurrency; w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			target := c.Targets[w%len(c.Targets)]
+			target := targets[w%len(targets)]
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= c.Keys || ctx.Err() != nil || firstErr.Load() != nil {

@@ -114,7 +114,7 @@ func TestLeaderKillFailover(t *testing.T) {
 				last = now
 			}
 		}()
-		time.Sleep(time.Second) // let the writer run before the kill
+		acks.waitMore(t, 20, catchUpTimeout, "the writer before the kill")
 
 		killed := c.nodes[li]
 		t0 := time.Now()
@@ -169,7 +169,7 @@ func TestLeaderKillFailover(t *testing.T) {
 			stopProbes()
 			t.Fatalf("round %d: no write acknowledged within %s of killing the leader %s", round, leaderTimeout, killed.svc)
 		}
-		time.Sleep(time.Second) // the writer keeps going on the new leader
+		acks.waitMore(t, 20, catchUpTimeout, "the writer on the new leader")
 		stopProbes()
 		stop.Store(true)
 		wg.Wait()
@@ -405,7 +405,7 @@ func TestRollingRestart(t *testing.T) {
 
 	total := time.Now()
 	for i, nd := range c.nodes {
-		time.Sleep(2 * time.Second) // writes flow on the full cluster between restarts
+		acks.waitMore(t, 20, catchUpTimeout, "writes on the full cluster between restarts")
 		before := acks.len()
 		h, _, _ := c.health(ctx, i)
 		role := "?"
@@ -421,7 +421,7 @@ func TestRollingRestart(t *testing.T) {
 		t.Logf("restarted %s (was %s): docker restart %s, healthy after %s, 3 voters after %s; %d writes acknowledged meanwhile",
 			nd.svc, role, ms(restarted), ms(healthy), ms(time.Since(start)), acks.len()-before)
 	}
-	time.Sleep(2 * time.Second)
+	acks.waitMore(t, 20, catchUpTimeout, "writes after the last restart")
 	stop.Store(true)
 	wg.Wait()
 	close(unexpected)

@@ -408,6 +408,20 @@ func (a *ackSet) len() int {
 	return len(a.vals)
 }
 
+// waitMore waits until n more writes than now are acknowledged (the writers
+// make progress), failing the test after timeout.
+func (a *ackSet) waitMore(t testing.TB, n int, timeout time.Duration, what string) {
+	t.Helper()
+	want := a.len() + n
+	deadline := time.Now().Add(timeout)
+	for a.len() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d writes acknowledged, want %d within %s", what, a.len(), want, timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
 func (a *ackSet) snapshot() (map[string][]byte, uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
