@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -96,6 +97,9 @@ func OpenBoltStore(path string) (Store, error) {
 	return &boltStore{db: db}, nil
 }
 
+// entrySizeHint is about the encoded size of one entry, to size buffers.
+const entrySizeHint = 320
+
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
 
 func decodeEntry(v []byte) (Entry, error) {
@@ -120,22 +124,34 @@ func (s *boltStore) Append(entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	// Encode outside the write transaction: bbolt has one writer at a time.
-	vals := make([][]byte, len(entries))
+	// Encode outside the write transaction (bbolt has one writer at a time),
+	// every entry into one buffer: bbolt keeps the slices until the commit.
+	var buf bytes.Buffer
+	buf.Grow(entrySizeHint * len(entries))
+	enc := msgpack.GetEncoder()
+	enc.Reset(&buf)
+	ends := make([]int, len(entries))
 	for i := range entries {
-		v, err := msgpack.Marshal(&entries[i])
-		if err != nil {
+		if err := enc.Encode(&entries[i]); err != nil {
+			msgpack.PutEncoder(enc)
 			return fmt.Errorf("audit append: encode entry %d: %w", entries[i].Seq, err)
 		}
-		vals[i] = v
+		ends[i] = buf.Len()
 	}
+	msgpack.PutEncoder(enc)
+	vals := buf.Bytes() // not before the end: the buffer may have moved while growing
+	keys := make([]byte, 8*len(entries))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
 		b.FillPercent = 1.0 // keys arrive in order: pack pages full
+		start := 0
 		for i := range entries {
-			if err := b.Put(seqKey(entries[i].Seq), vals[i]); err != nil {
+			k := keys[8*i : 8*i+8 : 8*i+8]
+			binary.BigEndian.PutUint64(k, entries[i].Seq)
+			if err := b.Put(k, vals[start:ends[i]:ends[i]]); err != nil {
 				return err
 			}
+			start = ends[i]
 		}
 		return nil
 	})

@@ -75,7 +75,9 @@ func ComputeHash(e *Entry) string {
 	b = appendString(b, e.Reason)
 	b = appendString(b, e.PrevHash)
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }
 
 func appendString(b []byte, s string) []byte {

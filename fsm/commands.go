@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
@@ -167,7 +169,7 @@ type RevokeToken struct {
 
 // NewEnvelope encodes body as a command of type t.
 func NewEnvelope(t CmdType, body any, caller string, auditEntries []apitypes.AuditEntry) (Envelope, error) {
-	b, err := msgpack.Marshal(body)
+	b, err := marshalSized(body, 256)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode command %d: %w", t, err)
 	}
@@ -184,20 +186,47 @@ type wireBatch struct {
 
 // EncodeEnvelope encodes one command for a batch (EncodeRawBatch).
 func EncodeEnvelope(env *Envelope) ([]byte, error) {
-	b, err := msgpack.Marshal(env)
+	b, err := marshalSized(env, 64+len(env.Body)+len(env.Path)+auditEntrySizeHint*len(env.Audit))
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", env.Type, err)
 	}
 	return b, nil
 }
 
+// auditEntrySizeHint is about the encoded size of one audit entry, to size
+// encoding buffers once instead of growing them.
+const auditEntrySizeHint = 320
+
+// marshalSized is msgpack.Marshal into a buffer of about the expected size:
+// growing the buffer from empty was a quarter of a node's allocated bytes.
+func marshalSized(v any, sizeHint int) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(sizeHint)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // EncodeRawBatch returns the log entry bytes of a batch of encoded commands.
 func EncodeRawBatch(time int64, cmds [][]byte) ([]byte, error) {
-	body, err := msgpack.Marshal(&wireBatch{Time: time, Cmds: cmds})
-	if err != nil {
+	size := 32 // type byte, map and array headers, the time
+	for _, c := range cmds {
+		size += 5 + len(c)
+	}
+	var buf bytes.Buffer
+	buf.Grow(size)
+	buf.WriteByte(EntryBatch)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	if err := enc.Encode(&wireBatch{Time: time, Cmds: cmds}); err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
-	return append([]byte{EntryBatch}, body...), nil
+	return buf.Bytes(), nil
 }
 
 // EncodeBatch returns the log entry bytes of a batch.
@@ -218,8 +247,8 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	if len(data) == 0 || data[0] != EntryBatch {
 		return nil, fmt.Errorf("not a batch entry")
 	}
-	var w wireBatch
-	if err := msgpack.Unmarshal(data[1:], &w); err != nil {
+	w, err := decodeWireBatch(data[1:])
+	if err != nil {
 		return nil, fmt.Errorf("decode batch: %w", err)
 	}
 	b := &Batch{Time: w.Time, Cmds: make([]Envelope, len(w.Cmds))}
@@ -229,6 +258,61 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		}
 	}
 	return b, nil
+}
+
+// decodeWireBatch reads what msgpack.Marshal made of a wireBatch, with the
+// commands as sub-slices of data rather than copies (they are decoded right
+// away, into values that copy what they keep).
+func decodeWireBatch(data []byte) (wireBatch, error) {
+	var w wireBatch
+	r := bytes.NewReader(data)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(r)
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return w, err
+	}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return w, err
+		}
+		switch key {
+		case "t":
+			if w.Time, err = dec.DecodeInt64(); err != nil {
+				return w, err
+			}
+		case "c":
+			nc, err := dec.DecodeArrayLen()
+			if err != nil {
+				return w, err
+			}
+			if nc < 0 || nc > r.Len() { // every command takes at least one byte
+				return w, fmt.Errorf("%d commands in %d bytes", nc, r.Len())
+			}
+			w.Cmds = make([][]byte, nc)
+			for i := range w.Cmds {
+				l, err := dec.DecodeBytesLen()
+				if err != nil {
+					return w, err
+				}
+				if l < 0 || l > r.Len() {
+					return w, fmt.Errorf("command %d: %d bytes, %d left", i, l, r.Len())
+				}
+				start := len(data) - r.Len()
+				w.Cmds[i] = data[start : start+l : start+l]
+				if _, err := r.Seek(int64(l), io.SeekCurrent); err != nil {
+					return w, err
+				}
+			}
+		default:
+			if err := dec.Skip(); err != nil {
+				return w, err
+			}
+		}
+	}
+	return w, nil
 }
 
 // envelopeFields is the number of fields of an Envelope's compact encoding.

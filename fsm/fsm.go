@@ -85,6 +85,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("fsm: log entry %d: %v", l.Index, err))
 	}
 	tx := newTxn(f.State(), b.Time)
+	n := 0
+	for i := range b.Cmds {
+		n += len(b.Cmds[i].Audit)
+	}
+	tx.entries = make([]apitypes.AuditEntry, 0, n)
 	results := make([]Result, len(b.Cmds))
 	for i := range b.Cmds {
 		results[i] = tx.applyEnvelope(&b.Cmds[i])
