@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync/atomic"
 )
 
 const (
@@ -45,25 +46,33 @@ func Start() bool {
 	return true
 }
 
-func start(floor uint64) {
-	t := &tuner{floor: floor, cur: maxPercent, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+func start(floor uint64) *tuner {
+	t := &tuner{floor: floor, cur: -1, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
 	t.arm()
+	return t
 }
 
 type tuner struct {
 	floor  uint64
-	cur    int
+	cur    int // the percentage set last; -1 before the first run
+	runs   atomic.Int64
 	sample []metrics.Sample
 }
+
+// sentinel is what the tuner hangs its finalizer on. It holds a pointer so
+// that it is never a "tiny" allocation: those share a 16-byte block with
+// other small pointer-free objects, and one long-lived neighbour (a string of
+// the state) kept the block alive and stopped the tuner for good.
+type sentinel struct{ t *tuner }
 
 // arm schedules a run after the next collection: the finalizer of an
 // unreachable object runs once a GC cycle has found it garbage.
 func (t *tuner) arm() {
-	s := new(int64) // 8 bytes: a tiny allocation would batch with others and delay the finalizer
-	runtime.SetFinalizer(s, func(*int64) { t.tune(); t.arm() })
+	runtime.SetFinalizer(&sentinel{t: t}, func(s *sentinel) { s.t.tune(); s.t.arm() })
 }
 
 func (t *tuner) tune() {
+	t.runs.Add(1)
 	metrics.Read(t.sample)
 	if t.sample[0].Value.Kind() != metrics.KindUint64 {
 		return

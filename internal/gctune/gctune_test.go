@@ -48,7 +48,7 @@ func TestTunerFollowsLiveHeap(t *testing.T) {
 	for range 64 {
 		live = append(live, make([]byte, 1<<20))
 	}
-	start(8 << 20) // a 8 MiB floor: 64 MiB live is well past it
+	_ = start(8 << 20) // a 8 MiB floor: 64 MiB live is well past it
 	waitGOGC(t, "the minimum", func(p int) bool { return p == minPercent })
 	runtime.KeepAlive(live)
 	live = nil
@@ -61,4 +61,29 @@ func TestStartLeavesAnOperatorsChoice(t *testing.T) {
 	if Start() {
 		t.Fatal("tuner started although GOGC is set")
 	}
+}
+
+var keep [][]byte
+
+// The tuner runs after every collection, however the heap around its
+// sentinel is used: small pointer-free objects that live on (most of a
+// node's state) once kept it from ever running again.
+func TestTunerRunsAfterEveryCollection(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tu := start(8 << 20)
+	for cycle := range 30 {
+		for range 10000 {
+			keep = append(keep, make([]byte, 1+cycle%15)) // tiny, long-lived
+		}
+		before := tu.runs.Load()
+		deadline := time.Now().Add(5 * time.Second)
+		for tu.runs.Load() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("cycle %d: the tuner did not run after a collection", cycle)
+			}
+			runtime.GC()
+			time.Sleep(time.Millisecond) // let the finalizer goroutine run
+		}
+	}
+	keep = nil
 }
