@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,11 +41,14 @@ type Config struct {
 	Warmup      time.Duration
 	ValueSize   int
 	Keys        int
-	ReadRatio   float64 // mixed: fraction of reads
-	Consistency string  // reads: stale or leader
-	BatchSize   int     // batch-get: paths per request
-	Prefix      string  // secret path prefix
+	ReadRatio   float64     // mixed: fraction of reads
+	Consistency string      // reads: stale or leader
+	BatchSize   int         // batch-get: paths per request
+	Prefix      string      // secret path prefix
+	TLS         *tls.Config // for https targets; nil trusts the system's roots
 	HTTPClient  *http.Client
+
+	keyJSON []byte // `"<Prefix>/k` as a JSON string without its closing quote
 }
 
 // Result is one run's figures.
@@ -91,22 +96,49 @@ func (c *Config) defaults() error {
 	default:
 		return fmt.Errorf("unknown workload %q (put, get, mixed, generate, batch-get)", c.Workload)
 	}
+	if c.Consistency != "" && c.Consistency != "stale" && c.Consistency != "leader" {
+		return fmt.Errorf("consistency %q: want stale or leader", c.Consistency)
+	}
+	if c.ReadRatio < 0 || c.ReadRatio > 1 {
+		return fmt.Errorf("read ratio %g: want a fraction between 0 and 1", c.ReadRatio)
+	}
 	if c.HTTPClient == nil {
 		tr := &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        c.Concurrency * 2,
 			MaxIdleConnsPerHost: c.Concurrency * 2,
 			IdleConnTimeout:     time.Minute,
+			TLSClientConfig:     c.TLS,
 		}
 		c.HTTPClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	}
 	for i, t := range c.Targets {
 		c.Targets[i] = strings.TrimRight(t, "/")
+		if _, err := newConn(c.Targets[i], c.Token, c.TLS); err != nil {
+			return err
+		}
 	}
+	k, err := json.Marshal(c.Prefix + "/k")
+	if err != nil {
+		return err
+	}
+	c.keyJSON = k[:len(k)-1]
 	return nil
 }
 
 func (c *Config) path(i int) string { return fmt.Sprintf("%s/k%07d", c.Prefix, i) }
+
+// appendPath appends the JSON string of path(i).
+func (c *Config) appendPath(b []byte, i int) []byte {
+	b = append(b, c.keyJSON...)
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], int64(i), 10)
+	for range 7 - len(d) {
+		b = append(b, '0')
+	}
+	b = append(b, d...)
+	return append(b, '"')
+}
 
 // call posts one action and returns "" or the error code.
 func (c *Config) call(ctx context.Context, target, action string, body []byte) string {
@@ -173,19 +205,26 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	outs := make([]workerOut, c.Concurrency)
 	var wg sync.WaitGroup
 	for w := 0; w < c.Concurrency; w++ {
+		cn, err := newConn(c.Targets[w%len(c.Targets)], c.Token, c.TLS)
+		if err != nil {
+			return nil, err
+		}
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			target := c.Targets[w%len(c.Targets)]
+			defer cn.close()
+			defer context.AfterFunc(runCtx, cn.abort)()
 			rng := uint64(w)*0x9E3779B97F4A7C15 + 1
 			out := workerOut{errs: map[string]int64{}}
+			var body []byte
 			for runCtx.Err() == nil {
 				rng ^= rng << 13
 				rng ^= rng >> 7
 				rng ^= rng << 17
-				action, body := c.request(rng, value)
+				var action string
+				action, body = c.request(body[:0], rng, value)
 				t0 := time.Now()
-				code := c.call(runCtx, target, action, body)
+				code := cn.post(runCtx, action, body)
 				if code == "Canceled" {
 					break
 				}
@@ -227,11 +266,18 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	return res, nil
 }
 
-func (c *Config) request(rng uint64, value string) (string, []byte) {
-	key := c.path(int(rng % uint64(c.Keys)))
+// request appends the body of the next request to b and returns the action.
+func (c *Config) request(b []byte, rng uint64, value string) (string, []byte) {
+	key := int(rng % uint64(c.Keys))
 	read := func() (string, []byte) {
-		b, _ := json.Marshal(map[string]any{"path": key, "consistency": c.Consistency})
-		return "getSecretValue", b
+		b = append(b, `{"path":`...)
+		b = c.appendPath(b, key)
+		if c.Consistency != "" {
+			b = append(b, `,"consistency":"`...)
+			b = append(b, c.Consistency...) // checked by defaults: stale or leader
+			b = append(b, '"')
+		}
+		return "getSecretValue", append(b, '}')
 	}
 	switch c.Workload {
 	case Get:
@@ -241,22 +287,35 @@ func (c *Config) request(rng uint64, value string) (string, []byte) {
 			return read()
 		}
 	case Generate:
-		b, _ := json.Marshal(map[string]any{"path": key})
-		return "generateSecret", b
+		b = append(b, `{"path":`...)
+		b = c.appendPath(b, key)
+		return "generateSecret", append(b, '}')
 	case BatchGet:
-		paths := make([]string, 0, c.BatchSize)
+		b = append(b, `{"paths":[`...)
 		seen := map[int]bool{}
-		for i := 0; len(paths) < min(c.BatchSize, c.Keys); i++ {
+		for i := 0; len(seen) < min(c.BatchSize, c.Keys); i++ {
 			k := int((rng + uint64(i)*7919) % uint64(c.Keys))
 			if !seen[k] {
+				if len(seen) > 0 {
+					b = append(b, ',')
+				}
 				seen[k] = true
-				paths = append(paths, c.path(k))
+				b = c.appendPath(b, k)
 			}
 		}
-		b, _ := json.Marshal(map[string]any{"paths": paths, "consistency": c.Consistency})
-		return "batchGetSecretValue", b
+		b = append(b, ']')
+		if c.Consistency != "" {
+			b = append(b, `,"consistency":"`...)
+			b = append(b, c.Consistency...)
+			b = append(b, '"')
+		}
+		return "batchGetSecretValue", append(b, '}')
 	}
-	return "putSecretValue", []byte(`{"path":"` + key + `","value":"` + value + `"}`)
+	b = append(b, `{"path":`...)
+	b = c.appendPath(b, key)
+	b = append(b, `,"value":"`...)
+	b = append(b, value...) // base64: nothing to escape
+	return "putSecretValue", append(b, `"}`...)
 }
 
 // Format prints a result as one table row.

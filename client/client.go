@@ -241,13 +241,9 @@ func httpClient(given *http.Client, caFile string) (*http.Client, error) {
 		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := loadCAFile(caFile)
 		if err != nil {
-			return nil, errs.New(errs.InvalidArgument, "client: CA file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errs.New(errs.InvalidArgument, "client: CA file %s holds no PEM certificate", caFile)
+			return nil, err
 		}
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if tr.TLSClientConfig != nil {
@@ -258,6 +254,31 @@ func httpClient(given *http.Client, caFile string) (*http.Client, error) {
 	}
 	hc.Transport = tr
 	return &hc, nil
+}
+
+// TLSConfigForCAFile returns a client TLS configuration trusting the PEM
+// certificates of file (and only them), or nil for an empty file name.
+func TLSConfigForCAFile(file string) (*tls.Config, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pool, err := loadCAFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+}
+
+func loadCAFile(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, errs.New(errs.InvalidArgument, "client: CA file: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errs.New(errs.InvalidArgument, "client: CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 func defaultTransport() *http.Transport {

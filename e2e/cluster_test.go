@@ -42,6 +42,7 @@ func TestCluster(t *testing.T) {
 	t.Run("AuditVerifyEveryNode", func(t *testing.T) { testAuditEveryNode(t, c) })
 	t.Run("SnapshotSave", func(t *testing.T) { testSnapshotSave(t, c, fs[0], marker) })
 	t.Run("BadInputHTTP", func(t *testing.T) { testBadInput(t, c) })
+	t.Run("BenchCLI", func(t *testing.T) { testBenchCLI(t, c, leader, fs) })
 	t.Run("NoPlaintextOnDisk", func(t *testing.T) {
 		var roots []string
 		for _, s := range c.nodes {
@@ -462,4 +463,33 @@ func randBytes(t testing.TB, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// `coffer bench` runs its workloads against the cluster's processes and
+// reports them as JSON, errors by code included.
+func testBenchCLI(t *testing.T, c *cluster, leader *server, fs []*server) {
+	nodes := leader.url + "," + fs[0].url + "," + fs[1].url
+	for _, args := range [][]string{
+		{"--workload", "put", "--nodes", nodes},
+		{"--workload", "get", "--nodes", fs[0].url + "," + fs[1].url},
+		{"--workload", "mixed", "--ratio", "0.5", "--consistency", "leader", "--nodes", nodes},
+	} {
+		r := c.cli(t, leader, "", nil, append([]string{"bench", "--json", "--duration", "300ms", "--warmup", "100ms",
+			"--concurrency", "4", "--keys", "10", "--prefix", "/e2e-bench"}, args...)...)
+		var res struct {
+			Ops    int64            `json:"ops"`
+			P99Ms  float64          `json:"p99_ms"`
+			Errors map[string]int64 `json:"errors"`
+		}
+		if r.code != 0 || json.Unmarshal(r.stdout, &res) != nil || res.Ops == 0 || res.P99Ms <= 0 || len(res.Errors) > 0 {
+			t.Fatalf("%v\nparsed %+v", r, res)
+		}
+	}
+	r := c.cli(t, leader, "cfr_wrong", nil, "bench", "--json", "--prepare=false", "--duration", "200ms", "--warmup", "0s", "--concurrency", "2", "--workload", "get", "--prefix", "/e2e-bench")
+	if r.code != 0 || !strings.Contains(string(r.stdout), `"Unauthenticated"`) {
+		t.Fatalf("with a wrong token: %v", r)
+	}
+	if r := c.cli(t, leader, "", nil, "bench", "--workload", "delete-everything"); r.code == 0 || !strings.Contains(string(r.stderr), "unknown workload") {
+		t.Fatalf("an unknown workload: %v", r)
+	}
 }

@@ -176,6 +176,12 @@ func (n *Node) start() error {
 	}
 	n.prop = newProposer(n)
 	n.observeLeaders()
+	// Gossip first: the loops below read n.ml and n.gossip, which it sets.
+	if !cfg.Dev {
+		if err := n.startGossip(); err != nil {
+			return err
+		}
+	}
 	n.goLoop(n.leaderLoop)
 	if !cfg.Dev {
 		n.goLoop(n.auditFillLoop)
@@ -184,11 +190,6 @@ func (n *Node) start() error {
 		n.goLoop(n.backupLoop)
 	}
 	n.goLoop(n.keyLoop)
-	if !cfg.Dev {
-		if err := n.startGossip(); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 

@@ -42,6 +42,11 @@ func runBench(a *app, args []string) int {
 		token = a.getenv(client.EnvToken)
 	}
 	cfg.Token = token
+	tlsConf, err := client.TLSConfigForCAFile(a.getenv(client.EnvCACert))
+	if err != nil {
+		return a.fail(err)
+	}
+	cfg.TLS = tlsConf
 	if targets == "" {
 		targets = a.getenv(client.EnvAddr)
 	}
