@@ -17,9 +17,15 @@ import (
 type BufferedStore struct {
 	inner Store
 
+	// writeMu serializes writes to inner and is held while one runs; mu
+	// guards the queue only, so the FSM queues entries while a batch is
+	// being written (it used to wait, holding up the answers of a leader).
+	// Lock order: writeMu, then mu.
+	writeMu sync.Mutex
 	mu      sync.Mutex
 	pending []Entry
-	err     error // first write error, reported by the next call
+	spare   []Entry // the queue's other buffer, swapped in by flush
+	err     error   // first write error, reported by the next call
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -52,18 +58,27 @@ func (b *BufferedStore) loop() {
 	}
 }
 
-// flush writes the queued entries. Appends happen under mu so that a
-// reader that drains sees its entries written.
+// flush writes the queued entries. It returns once everything queued
+// before the call is written, so a reader that drains sees its entries.
 func (b *BufferedStore) flush() error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	b.mu.Lock()
+	batch := b.pending
+	b.pending = b.spare[:0]
+	b.mu.Unlock()
+	if len(batch) > 0 {
+		err := b.inner.Append(batch)
+		clear(batch) // drop the strings the entries hold
+		b.mu.Lock()
+		b.spare = batch[:0]
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.pending) == 0 {
-		return b.err
-	}
-	if err := b.inner.Append(b.pending); err != nil && b.err == nil {
-		b.err = err
-	}
-	b.pending = b.pending[:0]
 	return b.err
 }
 
@@ -76,10 +91,9 @@ func (b *BufferedStore) Append(entries []Entry) error {
 	if n := len(b.pending); n > 0 && len(entries) > 0 && entries[0].Seq <= b.pending[n-1].Seq {
 		// Not a continuation (a replay or a backfill): write what is queued
 		// first so the inner store sees seqs in the order they came.
-		if err := b.inner.Append(b.pending); err != nil && b.err == nil {
-			b.err = err
-		}
-		b.pending = b.pending[:0]
+		b.mu.Unlock()
+		_ = b.flush()
+		b.mu.Lock()
 	}
 	b.pending = append(b.pending, entries...)
 	full := len(b.pending) >= bufferedFlushEntries

@@ -25,6 +25,12 @@ type FSM struct {
 
 	applyMu sync.Mutex // serializes Apply and Restore
 
+	// applied counts the commands applied since start; snapshotAt is its
+	// value when the state was last captured or restored (a restarted node
+	// replays what came after, so the node snapshots by this, see node).
+	applied    atomic.Uint64
+	snapshotAt atomic.Uint64
+
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever the index advances
 }
@@ -40,6 +46,11 @@ func New(store audit.Store, onAudit func([]apitypes.AuditEntry), logger hclog.Lo
 // State returns the current state; it is immutable and safe to read
 // without locks.
 func (f *FSM) State() *State { return f.state.Load() }
+
+// CommandsSinceSnapshot is how many commands were applied since the state
+// was last captured for a snapshot or restored from one: what a restart
+// would replay.
+func (f *FSM) CommandsSinceSnapshot() uint64 { return f.applied.Load() - f.snapshotAt.Load() }
 
 // AuditStore returns the node-local audit store.
 func (f *FSM) AuditStore() audit.Store { return f.store }
@@ -84,6 +95,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err != nil {
 		panic(fmt.Sprintf("fsm: log entry %d: %v", l.Index, err))
 	}
+	f.applied.Add(uint64(len(b.Cmds)))
 	tx := newTxn(f.State(), b.Time)
 	n := 0
 	for i := range b.Cmds {

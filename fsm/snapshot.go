@@ -51,6 +51,7 @@ type snapshot struct {
 // Snapshot captures the current state: with immutable trees it is a pointer
 // copy. The audit trail is not in the snapshot, only its chain head.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.snapshotAt.Store(f.applied.Load()) // Raft calls this between applies
 	return &snapshot{st: f.State(), store: f.store}, nil
 }
 
@@ -203,6 +204,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.store.TruncateAfter(keep); err != nil {
 		return fmt.Errorf("restore snapshot: truncate audit store: %w", err)
 	}
+	f.snapshotAt.Store(f.applied.Load())
 	f.publish(st)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,6 +191,9 @@ func (n *Node) start() error {
 		n.goLoop(n.backupLoop)
 	}
 	n.goLoop(n.keyLoop)
+	if !cfg.Dev {
+		n.goLoop(n.snapshotLoop)
+	}
 	return nil
 }
 
@@ -302,6 +306,16 @@ func (n *Node) ClusterAddr() string { return n.cfg.ClusterAddr }
 
 // TakeSnapshot forces a Raft snapshot (and log compaction) now.
 func (n *Node) TakeSnapshot() error { return n.raft.Snapshot().Error() }
+
+// CommandsSinceSnapshot is what a restart of this node would replay.
+func (n *Node) CommandsSinceSnapshot() uint64 { return n.fsm.CommandsSinceSnapshot() }
+
+// LastSnapshotIndex is the log index of this node's latest Raft snapshot
+// (0 if it has none).
+func (n *Node) LastSnapshotIndex() uint64 {
+	idx, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	return idx
+}
 
 // leaderLoop performs leader duties: cluster init on a fresh cluster and
 // membership reconciliation.

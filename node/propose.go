@@ -14,11 +14,15 @@ import (
 
 // Group commit limits: one Raft entry carries at most this many commands or
 // bytes; at most maxInFlight batches are outstanding, so commands that arrive
-// while the log is busy coalesce into the next batch.
+// while the log is busy coalesce into the next batch. One batch at a time
+// made the largest batches and the least CPU per command: with two, reads
+// on followers took 145-151 µs of CPU each and ran at ~9,000/s, with one
+// 119-128 µs and ~10,500/s (with four, 181-187 µs and ~7,600/s), writes
+// likewise (2026-12-01, docs/BENCHMARKS.md).
 const (
 	maxBatchCmds  = 1024
 	maxBatchBytes = 4 << 20
-	maxInFlight   = 2
+	maxInFlight   = 1
 	applyTimeout  = 10 * time.Second
 )
 

@@ -466,3 +466,32 @@ func TestClusterLeaderReadRightAfterFailover(t *testing.T) {
 		})
 	}
 }
+
+// Every node snapshots once enough commands were applied since its last
+// snapshot, however few log entries carried them (group commit packs many
+// commands into one entry, and Raft's own trigger counts entries): that is
+// what bounds a restarted node's replay.
+func TestSnapshotByCommandCount(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.Options{SnapshotThreshold: 1 << 40, SnapshotCommands: 150})
+	for i, tn := range c.Nodes {
+		if idx := tn.Node().LastSnapshotIndex(); idx != 0 {
+			t.Fatalf("node %d has a snapshot (index %d) before the writes", i, idx)
+		}
+	}
+	// 200 creates, 4 at a time: Raft's threshold (2^40 entries) can't be
+	// what triggers a snapshot.
+	tcWriteValues(t, c, []int{0, 1, 2}, "/snapcount/app", 200)
+	c.Eventually(30*time.Second, "every node to take a snapshot", func() bool {
+		for _, tn := range c.Nodes {
+			if tn.Node().LastSnapshotIndex() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, tn := range c.Nodes {
+		if left := tn.Node().CommandsSinceSnapshot(); left >= 150 {
+			t.Errorf("node %d: %d commands since its snapshot, want < 150", i, left)
+		}
+	}
+}

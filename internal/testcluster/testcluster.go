@@ -74,6 +74,7 @@ type Options struct {
 	NoInit bool
 	// SnapshotThreshold overrides Raft's (small values force snapshots).
 	SnapshotThreshold uint64
+	SnapshotCommands  uint64
 	TrailingLogs      uint64
 	// LogSegmentSize overrides the WAL's segment size: the WAL drops
 	// compacted entries a whole segment at a time, so tests that need the
@@ -211,7 +212,7 @@ func (c *Cluster) Start(i int) {
 		Logger: logger, HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, StabilizationPeriod: 300 * time.Millisecond,
 		ReconcileInterval: 100 * time.Millisecond, GossipProbe: 200 * time.Millisecond,
-		SnapshotThreshold: c.opts.SnapshotThreshold, TrailingLogs: c.opts.TrailingLogs, LogSegmentSize: c.opts.LogSegmentSize,
+		SnapshotThreshold: c.opts.SnapshotThreshold, SnapshotCommands: c.opts.SnapshotCommands, TrailingLogs: c.opts.TrailingLogs, LogSegmentSize: c.opts.LogSegmentSize,
 		DeadServerCleanup: c.opts.DeadServerCleanup, DeadServerThreshold: c.opts.DeadServerThreshold,
 		Now: c.opts.Now,
 	}
