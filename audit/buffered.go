@@ -65,20 +65,23 @@ func (b *BufferedStore) flush() error {
 	defer b.writeMu.Unlock()
 	b.mu.Lock()
 	batch := b.pending
-	b.pending = b.spare[:0]
-	b.mu.Unlock()
-	if len(batch) > 0 {
-		err := b.inner.Append(batch)
-		clear(batch) // drop the strings the entries hold
-		b.mu.Lock()
-		b.spare = batch[:0]
-		if err != nil && b.err == nil {
-			b.err = err
-		}
+	if len(batch) == 0 {
+		err := b.err
 		b.mu.Unlock()
+		return err
 	}
+	// Appends go to the other buffer while this one is written; the two
+	// never share an array (spare is nil until this write is done).
+	b.pending, b.spare = b.spare[:0], nil
+	b.mu.Unlock()
+	err := b.inner.Append(batch)
+	clear(batch) // drop the strings the entries hold
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.spare = batch[:0]
+	if err != nil && b.err == nil {
+		b.err = err
+	}
 	return b.err
 }
 
