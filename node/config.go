@@ -81,11 +81,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotCommands == 0 {
 		// Raft counts entries, and one entry carries from one to a
-		// thousand commands (group commit): 8k entries of large batches
-		// were 400k+ creates to replay, a 12 s restart at a million
-		// secrets. A restarted node replays ~20-30k commands/s, so 64k
-		// bounds the replay near 3 s; under a bulk load that is a snapshot
-		// every ~10 s (each ~3 s of one core at a million secrets).
+		// thousand commands (group commit), so 8k entries may be hundreds
+		// of thousands of commands to replay. The node also snapshots
+		// after this many commands, or an eighth of the stored versions
+		// for large states (snaptrigger.go).
 		c.SnapshotCommands = 65536
 	}
 	if c.RaftSnapshotInterval == 0 {
