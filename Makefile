@@ -33,7 +33,7 @@ build:
 run: build
 	$(BIN) server -dev
 
-# The standard performance suite on a fresh local 3-node cluster (about 15
+# The standard performance suite on a fresh local 3-node cluster (5-15
 # minutes with the default 1,000,000 secrets; BENCH_SECRETS=0 skips them).
 BENCH_SECRETS ?= 1000000
 bench: build
