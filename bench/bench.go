@@ -293,8 +293,12 @@ func (c *Config) request(b []byte, rng uint64, value string) (string, []byte) {
 	case BatchGet:
 		b = append(b, `{"paths":[`...)
 		seen := map[int]bool{}
+		step := uint64(7919) // a prime: the walk visits every key unless Keys is its multiple
+		if uint64(c.Keys)%step == 0 {
+			step = 1
+		}
 		for i := 0; len(seen) < min(c.BatchSize, c.Keys); i++ {
-			k := int((rng + uint64(i)*7919) % uint64(c.Keys))
+			k := int((rng + uint64(i)*step) % uint64(c.Keys))
 			if !seen[k] {
 				if len(seen) > 0 {
 					b = append(b, ',')

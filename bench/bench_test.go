@@ -153,3 +153,34 @@ func TestHTTPOverTLSKeepsConnections(t *testing.T) {
 		t.Fatalf("%d connections for 4 clients: they were not kept alive", n)
 	}
 }
+
+// Request bodies are valid JSON naming the expected secrets, batch-get
+// included when the key count is a multiple of its walk's step.
+func TestRequestBodies(t *testing.T) {
+	for _, keys := range []int{1, 5, 7919, 15838} {
+		c := Config{Targets: []string{"http://x"}, Workload: BatchGet, Keys: keys, BatchSize: 10, Prefix: `/p"q`, Consistency: "stale"}
+		if err := c.defaults(); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []string{Put, Get, Mixed, Generate, BatchGet} {
+			c.Workload = w
+			action, body := c.request(nil, 12345, "dmFs")
+			var v struct {
+				Path, Value, Consistency string
+				Paths                    []string
+			}
+			if err := json.Unmarshal(body, &v); err != nil {
+				t.Fatalf("%s, %d keys: %s: %v", w, keys, body, err)
+			}
+			paths := append(v.Paths, v.Path)
+			for _, p := range paths {
+				if p != "" && !strings.HasPrefix(p, `/p"q/k`) {
+					t.Fatalf("%s: path %q", action, p)
+				}
+			}
+			if w == BatchGet && len(v.Paths) != min(10, keys) {
+				t.Fatalf("batch-get over %d keys: %d paths", keys, len(v.Paths))
+			}
+		}
+	}
+}

@@ -10,8 +10,8 @@ import (
 // snapshotCheckEvery is how often snapshotLoop looks at the replay backlog.
 const snapshotCheckEvery = 2 * time.Second
 
-// snapshotLoop takes a Raft snapshot once SnapshotCommands commands were
-// applied since the last one. Raft's own trigger counts log entries, which
+// snapshotLoop takes a Raft snapshot once more commands than
+// snapshotCommandLimit were applied since the last one. Raft's own trigger counts log entries, which
 // group commit makes anywhere from one to a thousand commands, so it alone
 // can't bound what a restarted node replays.
 func (n *Node) snapshotLoop() {
@@ -40,11 +40,11 @@ func (n *Node) snapshotLoop() {
 }
 
 // snapshotCommandLimit is the replay backlog that triggers a snapshot:
-// at least min, and an eighth of the stored versions, since a snapshot costs
+// at least floor, and an eighth of the stored versions, since a snapshot costs
 // in proportion to the state (~3 s of a core at a million secrets) and a
 // replay in proportion to the commands: under heavy load a large state is
 // then snapshotted every ~10-20 s rather than every few seconds, and its
 // replay stays near the time its snapshot takes to restore.
-func snapshotCommandLimit(min uint64, versions int) uint64 {
-	return max(min, uint64(max(versions, 0))/8)
+func snapshotCommandLimit(floor uint64, versions int) uint64 {
+	return max(floor, uint64(max(versions, 0))/8)
 }
