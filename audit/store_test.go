@@ -565,3 +565,45 @@ func TestStoreConcurrentUse(t *testing.T) {
 		mustVerify(t, s, 2000, 1, 2000)
 	})
 }
+
+// A new store file gets 16 KiB pages; a file made with another page size
+// keeps it, entries and all.
+func TestBoltPageSize(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "new.db")
+	s, err := OpenBoltStore(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.(*boltStore).db.Info().PageSize; got != boltPageSize {
+		t.Fatalf("new store: page size %d, want %d", got, boltPageSize)
+	}
+	s.Close()
+
+	old := filepath.Join(dir, "old.db")
+	db, err := bolt.Open(old, 0o600, &bolt.Options{PageSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = OpenBoltStore(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := chain(Head{}, 50)
+	if err := s.Append(entries); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenBoltStore(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.(*boltStore).db.Info().PageSize; got != 4096 {
+		t.Fatalf("existing 4 KiB store reopened with page size %d", got)
+	}
+	if last, ok := s.Last(); !ok || last.Seq != 50 {
+		t.Fatalf("existing store: last %d %v", last.Seq, ok)
+	}
+}

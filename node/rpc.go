@@ -3,9 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/cofferhq/coffer/apitypes"
+	"sync"
 	"time"
 
+	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
 	"github.com/cofferhq/coffer/fsm"
 	"github.com/hashicorp/raft"
@@ -63,21 +64,51 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 // proposeAll submits forwarded commands to this leader's own proposer, so
 // they coalesce with local ones, and waits for every result.
 func (n *Node) proposeAll(ctx context.Context, cmds [][]byte) []fsm.Result {
+	// Queue every command, then collect the answers: no goroutine per
+	// command (a forwarded batch of reads is dozens of commands).
 	results := make([]fsm.Result, len(cmds))
-	done := make(chan struct{}, len(cmds))
+	prs := make([]proposal, len(cmds))
+	queued := 0
+queue:
 	for i := range cmds {
-		go func(i int) {
-			res, err := n.proposeRaw(ctx, cmds[i])
-			if err != nil {
-				res = fsm.Result{Err: errs.As(err)}
-			}
-			results[i] = res
-			done <- struct{}{}
-		}(i)
+		prs[i] = proposal{cmd: cmds[i], size: len(cmds[i]), done: make(chan fsm.Result, 1)}
+		select {
+		case n.prop.queue <- &prs[i]:
+			queued++
+		case <-ctx.Done():
+			break queue
+		case <-n.shutdownCh:
+			break queue
+		}
 	}
-	for range cmds {
-		<-done
+	for i := range cmds {
+		if i >= queued {
+			results[i] = unavailable("request timed out before it was submitted")
+			continue
+		}
+		select {
+		case results[i] = <-prs[i].done:
+		case <-ctx.Done():
+			results[i] = unavailable("timed out waiting for the write to commit; its outcome is unknown")
+		}
 	}
+	// Commands that provably never reached Raft (leadership moved, or no
+	// leader yet) are retried the way proposeRaw retries them, together.
+	var wg sync.WaitGroup
+	for i := range results {
+		if i < queued && results[i].Index == 0 && notSubmitted(results[i].Err) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := n.proposeRaw(ctx, cmds[i])
+				if err != nil {
+					res = fsm.Result{Err: errs.As(err)}
+				}
+				results[i] = res
+			}()
+		}
+	}
+	wg.Wait()
 	return results
 }
 
