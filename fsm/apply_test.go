@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -547,4 +548,27 @@ func ftSnapshotBytes(t testing.TB, f *FSM) []byte {
 		t.Fatal(err)
 	}
 	return []byte(sb.String())
+}
+
+// failingStore refuses every append, as a full or broken disk would.
+type failingStore struct{ audit.Store }
+
+func (failingStore) Append([]apitypes.AuditEntry) error { return errors.New("disk full") }
+
+// A node whose local audit store fails keeps applying (the trail is in the
+// Raft log) and reports the failure, for its health warnings.
+func TestAuditStoreErrorReported(t *testing.T) {
+	f := New(failingStore{audit.NewMemoryStore()}, nil, hclog.NewNullLogger())
+	if e := f.AuditStoreError(); e != "" {
+		t.Fatalf("before any append: %q", e)
+	}
+	for _, l := range ftScriptLogs(t) {
+		f.Apply(l)
+	}
+	if e := f.AuditStoreError(); !strings.Contains(e, "disk full") {
+		t.Fatalf("after failed appends: %q", e)
+	}
+	if !f.State().Initialized {
+		t.Fatal("the state stopped advancing with the audit store")
+	}
 }

@@ -31,6 +31,11 @@ type FSM struct {
 	applied    atomic.Uint64
 	snapshotAt atomic.Uint64
 
+	// auditErr is the last error of the local audit store, nil once an
+	// append succeeds again: the replicated trail (the Raft log) is intact,
+	// but this node's queries and verification miss what it failed to store.
+	auditErr atomic.Pointer[string]
+
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever the index advances
 }
@@ -51,6 +56,15 @@ func (f *FSM) State() *State { return f.state.Load() }
 // was last captured for a snapshot or restored from one: what a restart
 // would replay.
 func (f *FSM) CommandsSinceSnapshot() uint64 { return f.applied.Load() - f.snapshotAt.Load() }
+
+// AuditStoreError is the local audit store's last append error ("" while
+// it works).
+func (f *FSM) AuditStoreError() string {
+	if e := f.auditErr.Load(); e != nil {
+		return *e
+	}
+	return ""
+}
 
 // AuditStore returns the node-local audit store.
 func (f *FSM) AuditStore() audit.Store { return f.store }
@@ -111,6 +125,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if len(tx.entries) > 0 {
 		if err := f.store.Append(tx.entries); err != nil {
 			f.logger.Error("audit store append failed", "index", l.Index, "error", err)
+			msg := fmt.Sprintf("entry %d: %v", l.Index, err)
+			f.auditErr.Store(&msg)
+		} else if f.auditErr.Load() != nil {
+			f.auditErr.Store(nil)
 		}
 		if f.onAudit != nil {
 			f.onAudit(tx.entries)

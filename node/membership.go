@@ -448,6 +448,9 @@ func (n *Node) Health() (apitypes.Health, bool) {
 		h.Warnings = append(h.Warnings, "not initialized: run `coffer operator init` to create the root token")
 	}
 	h.Warnings = append(h.Warnings, n.kmsWarnings(st)...) // keytimer.go
+	if e := n.fsm.AuditStoreError(); e != "" {
+		h.Warnings = append(h.Warnings, "audit store failing on this node (the replicated trail is intact; this node's audit queries and verification miss entries until it is fixed and restarted): "+e)
+	}
 	return h, serving
 }
 
