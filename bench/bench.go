@@ -4,7 +4,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,8 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,7 +43,6 @@ type Config struct {
 	BatchSize   int         // batch-get: paths per request
 	Prefix      string      // secret path prefix
 	TLS         *tls.Config // for https targets; nil trusts the system's roots
-	HTTPClient  *http.Client
 
 	keyJSON []byte // `"<Prefix>/k` as a JSON string without its closing quote
 }
@@ -102,16 +98,6 @@ func (c *Config) defaults() error {
 	if c.ReadRatio < 0 || c.ReadRatio > 1 {
 		return fmt.Errorf("read ratio %g: want a fraction between 0 and 1", c.ReadRatio)
 	}
-	if c.HTTPClient == nil {
-		tr := &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        c.Concurrency * 2,
-			MaxIdleConnsPerHost: c.Concurrency * 2,
-			IdleConnTimeout:     time.Minute,
-			TLSClientConfig:     c.TLS,
-		}
-		c.HTTPClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	}
 	for i, t := range c.Targets {
 		c.Targets[i] = strings.TrimRight(t, "/")
 		if _, err := newConn(c.Targets[i], c.Token, c.TLS); err != nil {
@@ -138,37 +124,6 @@ func (c *Config) appendPath(b []byte, i int) []byte {
 	}
 	b = append(b, d...)
 	return append(b, '"')
-}
-
-// call posts one action and returns "" or the error code.
-func (c *Config) call(ctx context.Context, target, action string, body []byte) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/"+action, bytes.NewReader(body))
-	if err != nil {
-		return "ClientError"
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.HTTPClient.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "Canceled"
-		}
-		return "NetworkError"
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return ""
-	}
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error.Code == "" {
-		return fmt.Sprintf("HTTP%d", resp.StatusCode)
-	}
-	return e.Error.Code
 }
 
 // Prepare creates the key set (with one value each) through the first
@@ -266,17 +221,24 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	return res, nil
 }
 
+// appendConsistency appends the reads' consistency field, if one is set
+// (defaults checked it: stale or leader, nothing to escape).
+func (c *Config) appendConsistency(b []byte) []byte {
+	if c.Consistency == "" {
+		return b
+	}
+	b = append(b, `,"consistency":"`...)
+	b = append(b, c.Consistency...)
+	return append(b, '"')
+}
+
 // request appends the body of the next request to b and returns the action.
 func (c *Config) request(b []byte, rng uint64, value string) (string, []byte) {
 	key := int(rng % uint64(c.Keys))
 	read := func() (string, []byte) {
 		b = append(b, `{"path":`...)
 		b = c.appendPath(b, key)
-		if c.Consistency != "" {
-			b = append(b, `,"consistency":"`...)
-			b = append(b, c.Consistency...) // checked by defaults: stale or leader
-			b = append(b, '"')
-		}
+		b = c.appendConsistency(b)
 		return "getSecretValue", append(b, '}')
 	}
 	switch c.Workload {
@@ -308,11 +270,7 @@ func (c *Config) request(b []byte, rng uint64, value string) (string, []byte) {
 			}
 		}
 		b = append(b, ']')
-		if c.Consistency != "" {
-			b = append(b, `,"consistency":"`...)
-			b = append(b, c.Consistency...)
-			b = append(b, '"')
-		}
+		b = c.appendConsistency(b)
 		return "batchGetSecretValue", append(b, '}')
 	}
 	b = append(b, `{"path":`...)
@@ -354,10 +312,14 @@ func (c *Config) createAll(ctx context.Context, workers int, targets []string) e
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
+		cn, err := newConn(targets[w%len(targets)], c.Token, c.TLS) // checked by defaults
+		if err != nil {
+			return err
+		}
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			target := targets[w%len(targets)]
+			defer cn.close()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= c.Keys || ctx.Err() != nil || firstErr.Load() != nil {
@@ -365,7 +327,7 @@ func (c *Config) createAll(ctx context.Context, workers int, targets []string) e
 				}
 				body, _ := json.Marshal(map[string]any{"path": c.path(i), "value": value})
 				for attempt := 0; ; attempt++ {
-					code := c.call(ctx, target, "createSecret", body)
+					code := cn.post(ctx, "createSecret", body)
 					if code == "" || code == "AlreadyExists" {
 						break
 					}
@@ -377,7 +339,7 @@ func (c *Config) createAll(ctx context.Context, workers int, targets []string) e
 					}
 				}
 			}
-		}(w)
+		}()
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {

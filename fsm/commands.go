@@ -169,7 +169,7 @@ type RevokeToken struct {
 
 // NewEnvelope encodes body as a command of type t.
 func NewEnvelope(t CmdType, body any, caller string, auditEntries []apitypes.AuditEntry) (Envelope, error) {
-	b, err := marshalSized(body, 256)
+	b, err := marshalSized(nil, body, 256)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode command %d: %w", t, err)
 	}
@@ -186,7 +186,7 @@ type wireBatch struct {
 
 // EncodeEnvelope encodes one command for a batch (EncodeRawBatch).
 func EncodeEnvelope(env *Envelope) ([]byte, error) {
-	b, err := marshalSized(env, 64+len(env.Body)+len(env.Path)+auditEntrySizeHint*len(env.Audit))
+	b, err := marshalSized(nil, env, 64+len(env.Body)+len(env.Path)+auditEntrySizeHint*len(env.Audit))
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", env.Type, err)
 	}
@@ -199,9 +199,11 @@ const auditEntrySizeHint = 320
 
 // marshalSized is msgpack.Marshal into a buffer of about the expected size:
 // growing the buffer from empty was a quarter of a node's allocated bytes.
-func marshalSized(v any, sizeHint int) ([]byte, error) {
+// prefix, if not empty, goes before the encoding in the same buffer.
+func marshalSized(prefix []byte, v any, sizeHint int) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(sizeHint)
+	buf.Grow(len(prefix) + sizeHint)
+	buf.Write(prefix)
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
@@ -213,20 +215,15 @@ func marshalSized(v any, sizeHint int) ([]byte, error) {
 
 // EncodeRawBatch returns the log entry bytes of a batch of encoded commands.
 func EncodeRawBatch(time int64, cmds [][]byte) ([]byte, error) {
-	size := 32 // type byte, map and array headers, the time
+	size := 32 // map and array headers, the time
 	for _, c := range cmds {
 		size += 5 + len(c)
 	}
-	var buf bytes.Buffer
-	buf.Grow(size)
-	buf.WriteByte(EntryBatch)
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
-	if err := enc.Encode(&wireBatch{Time: time, Cmds: cmds}); err != nil {
+	b, err := marshalSized([]byte{EntryBatch}, &wireBatch{Time: time, Cmds: cmds}, size)
+	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // EncodeBatch returns the log entry bytes of a batch.

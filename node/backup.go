@@ -10,31 +10,22 @@ import (
 	"time"
 )
 
-// backupLoop writes a snapshot file every SnapshotInterval into SnapshotDir
-// and keeps the newest SnapshotRetain files. Each file is written to a
-// temporary name, synced and renamed, so a crash never leaves a partial file
-// under a snapshot's name; the file carries its own checksum.
-func (n *Node) backupLoop() {
-	t := time.NewTicker(n.cfg.SnapshotInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.shutdownCh:
-			return
-		case <-t.C:
-		}
-		if n.fsm.State().ClusterID == "" {
-			continue
-		}
-		path, err := n.WriteBackup()
-		if err != nil {
-			n.logger.Error("automated snapshot failed", "error", err)
-			continue
-		}
-		n.logger.Info("automated snapshot written", "file", path)
-		if err := pruneBackups(n.cfg.SnapshotDir, n.cfg.SnapshotRetain); err != nil {
-			n.logger.Warn("pruning old snapshots failed", "error", err)
-		}
+// writeAutomatedBackup, run every SnapshotInterval, writes a snapshot file
+// into SnapshotDir and keeps the newest SnapshotRetain files. Each file is
+// written to a temporary name, synced and renamed, so a crash never leaves a
+// partial file under a snapshot's name; the file carries its own checksum.
+func (n *Node) writeAutomatedBackup() {
+	if n.fsm.State().ClusterID == "" {
+		return
+	}
+	path, err := n.WriteBackup()
+	if err != nil {
+		n.logger.Error("automated snapshot failed", "error", err)
+		return
+	}
+	n.logger.Info("automated snapshot written", "file", path)
+	if err := pruneBackups(n.cfg.SnapshotDir, n.cfg.SnapshotRetain); err != nil {
+		n.logger.Warn("pruning old snapshots failed", "error", err)
 	}
 }
 

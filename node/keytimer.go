@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
@@ -22,35 +21,26 @@ const evDestroyKey = "kms.destroy_key"
 // (the leader's key destruction timer).
 var SystemPrincipal = apitypes.Principal{Accessor: "system", Name: "system"}
 
-// keyDuties is the state of keyLoop.
+// keyDuties is the state of kmsDutiesOnce.
 type keyDuties struct {
 	mu        sync.Mutex
 	seenFP    string          // root fingerprint of the state at the last look (at start: the restored snapshot's)
 	forgotten map[string]bool // destroyed keys already dropped from the material cache
 }
 
-// keyLoop runs the KMS duties of a node every ReconcileInterval:
+// kmsDutiesOnce runs the KMS duties of a node (every ReconcileInterval):
 //   - on the leader, commit the destruction of pending keys whose deletion
 //     date has passed (by the injectable clock, Config.Now);
 //   - on every node, drop destroyed keys' material from the cache;
 //   - on every node, take a snapshot once a root key re-wrap has been
 //     applied, so that no snapshot on disk still needs the old root key.
-func (n *Node) keyLoop() {
-	ticker := time.NewTicker(n.cfg.ReconcileInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-n.shutdownCh:
-			return
-		case <-ticker.C:
-		}
-		st := n.fsm.State()
-		if n.IsLeader() {
-			n.destroyDueKeys(st)
-		}
-		n.forgetDestroyedKeys(st)
-		n.persistRewrap(st)
+func (n *Node) kmsDutiesOnce() {
+	st := n.fsm.State()
+	if n.IsLeader() {
+		n.destroyDueKeys(st)
 	}
+	n.forgetDestroyedKeys(st)
+	n.persistRewrap(st)
 }
 
 func (n *Node) forgetDestroyedKeys(st *fsm.State) {
@@ -125,9 +115,9 @@ func (n *Node) persistRewrap(st *fsm.State) {
 	if st.RootFingerprint == seen {
 		return
 	}
-	// Only keyLoop writes seenFP, so the snapshot runs without the lock
+	// Only kmsDutiesOnce writes seenFP, so the snapshot runs without the lock
 	// (Health reads it).
-	if seen != "" || n.raft.Stats()["last_snapshot_index"] != "0" {
+	if seen != "" || n.LastSnapshotIndex() != 0 {
 		if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 			n.logger.Warn("snapshot after root key re-wrap failed; will retry", "error", err)
 			return

@@ -166,7 +166,7 @@ func (n *Node) startGossip() error {
 	if len(n.cfg.Join) > 0 {
 		n.goLoop(n.joinLoop)
 	}
-	n.goLoop(n.rejoinLoop)
+	n.goEvery(10*time.Second, n.rejoinLostMembers)
 	return nil
 }
 
@@ -581,43 +581,35 @@ func (n *Node) recentlyRemoved(id raft.ServerID, now time.Time) bool {
 	return ok
 }
 
-// rejoinLoop re-contacts servers of the Raft configuration that gossip lost
-// (memberlist forgets dead members after a while: after a long partition the
-// pools would stay split although Raft healed).
-func (n *Node) rejoinLoop() {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.shutdownCh:
-			return
-		case <-t.C:
+// rejoinLostMembers re-contacts servers of the Raft configuration that
+// gossip lost (memberlist forgets dead members after a while: after a long
+// partition the pools would stay split although Raft healed). It runs every
+// 10 s.
+func (n *Node) rejoinLostMembers() {
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	alive := map[string]bool{}
+	for _, m := range n.ml.Members() {
+		if m.State == memberlist.StateAlive {
+			alive[m.Name] = true
 		}
-		cf := n.raft.GetConfiguration()
-		if cf.Error() != nil {
-			continue
+	}
+	var addrs []string
+	n.gossip.mu.Lock()
+	for _, s := range cf.Configuration().Servers {
+		if a, ok := n.gossip.addrs[s.ID]; ok && !alive[string(s.ID)] && string(s.ID) != n.cfg.NodeID {
+			addrs = append(addrs, a)
 		}
-		alive := map[string]bool{}
-		for _, m := range n.ml.Members() {
-			if m.State == memberlist.StateAlive {
-				alive[m.Name] = true
-			}
-		}
-		var addrs []string
-		n.gossip.mu.Lock()
-		for _, s := range cf.Configuration().Servers {
-			if a, ok := n.gossip.addrs[s.ID]; ok && !alive[string(s.ID)] && string(s.ID) != n.cfg.NodeID {
-				addrs = append(addrs, a)
-			}
-		}
-		n.gossip.mu.Unlock()
-		if len(addrs) == 0 && len(alive) < len(cf.Configuration().Servers) {
-			addrs = n.cfg.Join
-		}
-		if len(addrs) > 0 {
-			if _, err := n.ml.Join(addrs); err == nil {
-				n.logger.Info("re-contacted lost gossip members", "addrs", addrs)
-			}
+	}
+	n.gossip.mu.Unlock()
+	if len(addrs) == 0 && len(alive) < len(cf.Configuration().Servers) {
+		addrs = n.cfg.Join
+	}
+	if len(addrs) > 0 {
+		if _, err := n.ml.Join(addrs); err == nil {
+			n.logger.Info("re-contacted lost gossip members", "addrs", addrs)
 		}
 	}
 }

@@ -188,11 +188,11 @@ func (n *Node) start() error {
 		n.goLoop(n.auditFillLoop)
 	}
 	if cfg.SnapshotInterval > 0 && !cfg.Dev {
-		n.goLoop(n.backupLoop)
+		n.goEvery(cfg.SnapshotInterval, n.writeAutomatedBackup)
 	}
-	n.goLoop(n.keyLoop)
+	n.goEvery(cfg.ReconcileInterval, n.kmsDutiesOnce)
 	if !cfg.Dev {
-		n.goLoop(n.snapshotLoop)
+		n.goEvery(snapshotCheckEvery, n.snapshotIfBacklog)
 	}
 	return nil
 }
@@ -249,6 +249,22 @@ func (n *Node) goLoop(fn func()) {
 		defer n.wg.Done()
 		fn()
 	}()
+}
+
+// goEvery runs fn every d until the node shuts down.
+func (n *Node) goEvery(d time.Duration, fn func()) {
+	n.goLoop(func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.shutdownCh:
+				return
+			case <-t.C:
+			}
+			fn()
+		}
+	})
 }
 
 // Close stops the node; it is safe to call more than once.
@@ -313,7 +329,7 @@ func (n *Node) CommandsSinceSnapshot() uint64 { return n.fsm.CommandsSinceSnapsh
 // LastSnapshotIndex is the log index of this node's latest Raft snapshot
 // (0 if it has none).
 func (n *Node) LastSnapshotIndex() uint64 {
-	idx, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	idx, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64) // "0" without one
 	return idx
 }
 

@@ -101,14 +101,32 @@ func (n *Node) proposeRaw(ctx context.Context, cmd []byte) (fsm.Result, error) {
 }
 
 func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (fsm.Result, error) {
-	pr := &proposal{cmd: cmd, size: len(cmd), done: make(chan fsm.Result, 1)}
+	pr := newProposal(cmd)
+	if err := n.enqueue(ctx, pr); err != nil {
+		return fsm.Result{}, err
+	}
+	return n.await(ctx, pr)
+}
+
+func newProposal(cmd []byte) *proposal {
+	return &proposal{cmd: cmd, size: len(cmd), done: make(chan fsm.Result, 1)}
+}
+
+// enqueue hands pr to the proposer; an error means it was not submitted.
+func (n *Node) enqueue(ctx context.Context, pr *proposal) error {
 	select {
 	case n.prop.queue <- pr:
+		return nil
 	case <-ctx.Done():
-		return fsm.Result{}, errs.New(errs.Unavailable, "request timed out before it was submitted")
+		return errs.New(errs.Unavailable, "request timed out before it was submitted")
 	case <-n.shutdownCh:
-		return fsm.Result{}, errs.New(errs.Unavailable, "node is shutting down")
+		return errs.New(errs.Unavailable, "node is shutting down")
 	}
+}
+
+// await waits for an enqueued proposal's result. err is set when the
+// command's outcome is unknown or it was not submitted (Unavailable).
+func (n *Node) await(ctx context.Context, pr *proposal) (fsm.Result, error) {
 	select {
 	case res := <-pr.done:
 		if res.Err != nil && res.Err.Code == errs.Unavailable && res.Index == 0 {

@@ -67,36 +67,33 @@ func (n *Node) proposeAll(ctx context.Context, cmds [][]byte) []fsm.Result {
 	// Queue every command, then collect the answers: no goroutine per
 	// command (a forwarded batch of reads is dozens of commands).
 	results := make([]fsm.Result, len(cmds))
-	prs := make([]proposal, len(cmds))
-	queued := 0
-queue:
+	prs := make([]*proposal, len(cmds))
+	var enqueueErr error
 	for i := range cmds {
-		prs[i] = proposal{cmd: cmds[i], size: len(cmds[i]), done: make(chan fsm.Result, 1)}
-		select {
-		case n.prop.queue <- &prs[i]:
-			queued++
-		case <-ctx.Done():
-			break queue
-		case <-n.shutdownCh:
-			break queue
+		if enqueueErr == nil {
+			prs[i] = newProposal(cmds[i])
+			enqueueErr = n.enqueue(ctx, prs[i])
+		}
+		if enqueueErr != nil {
+			prs[i] = nil
+			results[i] = fsm.Result{Err: errs.As(enqueueErr)}
 		}
 	}
-	for i := range cmds {
-		if i >= queued {
-			results[i] = unavailable("request timed out before it was submitted")
+	for i, pr := range prs {
+		if pr == nil {
 			continue
 		}
-		select {
-		case results[i] = <-prs[i].done:
-		case <-ctx.Done():
-			results[i] = unavailable("timed out waiting for the write to commit; its outcome is unknown")
+		res, err := n.await(ctx, pr)
+		if err != nil {
+			res = fsm.Result{Err: errs.As(err)}
 		}
+		results[i] = res
 	}
 	// Commands that provably never reached Raft (leadership moved, or no
 	// leader yet) are retried the way proposeRaw retries them, together.
 	var wg sync.WaitGroup
 	for i := range results {
-		if i < queued && results[i].Index == 0 && notSubmitted(results[i].Err) {
+		if prs[i] != nil && results[i].Index == 0 && notSubmitted(results[i].Err) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

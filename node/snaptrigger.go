@@ -7,35 +7,26 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// snapshotCheckEvery is how often snapshotLoop looks at the replay backlog.
+// snapshotCheckEvery is how often snapshotIfBacklog runs.
 const snapshotCheckEvery = 2 * time.Second
 
-// snapshotLoop takes a Raft snapshot once more commands than
-// snapshotCommandLimit were applied since the last one. Raft's own trigger counts log entries, which
-// group commit makes anywhere from one to a thousand commands, so it alone
-// can't bound what a restarted node replays.
-func (n *Node) snapshotLoop() {
-	t := time.NewTicker(snapshotCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.shutdownCh:
-			return
-		case <-t.C:
-		}
-		backlog := n.fsm.CommandsSinceSnapshot()
-		if backlog < snapshotCommandLimit(n.cfg.SnapshotCommands, n.fsm.State().VersionCount) {
-			continue
-		}
-		start := time.Now()
-		err := n.raft.Snapshot().Error()
-		switch {
-		case err == nil:
-			n.logger.Info("snapshot taken", "commands_since_last", backlog, "took", time.Since(start).Round(time.Millisecond))
-		case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
-		default:
-			n.logger.Warn("snapshot failed", "commands_since_last", backlog, "error", err)
-		}
+// snapshotIfBacklog takes a Raft snapshot once more commands than
+// snapshotCommandLimit were applied since the last one. Raft's own trigger
+// counts log entries, which group commit makes anywhere from one to a
+// thousand commands, so it alone can't bound what a restarted node replays.
+func (n *Node) snapshotIfBacklog() {
+	backlog := n.fsm.CommandsSinceSnapshot()
+	if backlog < snapshotCommandLimit(n.cfg.SnapshotCommands, n.fsm.State().VersionCount) {
+		return
+	}
+	start := time.Now()
+	err := n.raft.Snapshot().Error()
+	switch {
+	case err == nil:
+		n.logger.Info("snapshot taken", "commands_since_last", backlog, "took", time.Since(start).Round(time.Millisecond))
+	case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
+	default:
+		n.logger.Warn("snapshot failed", "commands_since_last", backlog, "error", err)
 	}
 }
 

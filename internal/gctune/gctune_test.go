@@ -37,7 +37,7 @@ func waitGOGC(t *testing.T, want string, ok func(int) bool) {
 			t.Fatalf("GOGC %d, want %s", gogc(), want)
 		}
 		runtime.GC()
-		time.Sleep(time.Millisecond) // let the finalizer goroutine run
+		runtime.Gosched() // let the finalizer goroutine run
 	}
 }
 
@@ -82,7 +82,7 @@ func TestTunerRunsAfterEveryCollection(t *testing.T) {
 				t.Fatalf("cycle %d: the tuner did not run after a collection", cycle)
 			}
 			runtime.GC()
-			time.Sleep(time.Millisecond) // let the finalizer goroutine run
+			runtime.Gosched() // let the finalizer goroutine run
 		}
 	}
 	keep = nil
