@@ -6,7 +6,6 @@ import (
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
 	"github.com/cofferhq/coffer/fsm"
-	"github.com/cofferhq/coffer/kms"
 )
 
 func (s *Server) describeSecret(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
@@ -153,12 +152,11 @@ func (s *Server) readValue(st *fsm.State, rc *reqCtx, path string, version uint6
 	if kv == nil || kv.Wrapped == nil {
 		return fail(errs.New(errs.FailedPrecondition, "kms key %q version %d is destroyed", k.Name, v.KMSKeyVersion))
 	}
-	material, err := s.n.Keys().Get(k.Name, kv.Version, kv.Wrapped)
+	kek, err := s.n.Keys().KEK(k.Name, kv.Version, kv.Wrapped)
 	if err != nil {
 		return fail(errs.New(errs.Internal, "kms key %q version %d can't be unwrapped by this node's root key", k.Name, kv.Version))
 	}
-	value, err := kms.Open(material, secretAAD(sec.UID, sec.Path), v.Ciphertext, v.WrappedDEK)
-	clear(material)
+	value, err := kek.Open(secretAAD(sec.UID, sec.Path), v.Ciphertext, v.WrappedDEK)
 	if err != nil {
 		return fail(errs.New(errs.Internal, "version %d of %s failed its integrity check", version, path))
 	}

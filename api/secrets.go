@@ -7,7 +7,6 @@ import (
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
 	"github.com/cofferhq/coffer/fsm"
-	"github.com/cofferhq/coffer/kms"
 	"github.com/cofferhq/coffer/node"
 )
 
@@ -92,12 +91,11 @@ func (s *Server) seal(st *fsm.State, keyName, uid, path string, value []byte) (*
 		return nil, errs.New(errs.FailedPrecondition, "kms key %q is %s", keyName, k.State)
 	}
 	kv := k.Current()
-	material, err := s.n.Keys().Get(k.Name, kv.Version, kv.Wrapped)
+	kek, err := s.n.Keys().KEK(k.Name, kv.Version, kv.Wrapped)
 	if err != nil {
 		return nil, errs.New(errs.Internal, "kms key %q version %d can't be unwrapped by this node's root key", k.Name, kv.Version)
 	}
-	ct, dek, err := kms.Seal(material, secretAAD(uid, path), value)
-	clear(material)
+	ct, dek, err := kek.Seal(secretAAD(uid, path), value)
 	if err != nil {
 		return nil, errs.New(errs.Internal, "encrypt value: %v", err)
 	}

@@ -38,6 +38,7 @@ type cacheKey struct {
 type cacheEntry struct {
 	wrapped  []byte // a private copy: callers may reuse their slice
 	material []byte
+	kek      *KEK // material, expanded once for every Seal and Open under it
 }
 
 // Format keeps material out of prints of internal values (fmt reads
@@ -63,6 +64,25 @@ func (c *MaterialCache) state() *cacheState {
 // it on a miss. Each call returns a fresh copy, so a caller that modifies or
 // clears it cannot corrupt the cache. Failures are not cached.
 func (c *MaterialCache) Get(keyName string, version uint32, wrapped []byte) ([]byte, error) {
+	var out []byte
+	err := c.with(keyName, version, wrapped, func(e cacheEntry) { out = bytes.Clone(e.material) })
+	return out, err
+}
+
+// KEK returns a key version's KEK for Seal and Open, cached with its
+// material (same check of the wrapped blob, same eviction by SetRoot and
+// Forget): building one for each request was 4 % of a follower's CPU
+// under reads. A KEK evicted while a caller holds it stays usable by that
+// caller.
+func (c *MaterialCache) KEK(keyName string, version uint32, wrapped []byte) (*KEK, error) {
+	var kek *KEK
+	err := c.with(keyName, version, wrapped, func(e cacheEntry) { kek = e.kek })
+	return kek, err
+}
+
+// with calls use with the entry of a key version, unwrapping the blob and
+// caching the entry on a miss. use must not keep e.material.
+func (c *MaterialCache) with(keyName string, version uint32, wrapped []byte, use func(e cacheEntry)) error {
 	k := cacheKey{keyName, version}
 
 	var root *RootKeys
@@ -70,23 +90,30 @@ func (c *MaterialCache) Get(keyName string, version uint32, wrapped []byte) ([]b
 	c.mu.RLock()
 	if st := c.st; st != nil {
 		if e, ok := st.entries[k]; ok && bytes.Equal(e.wrapped, wrapped) {
-			out := bytes.Clone(e.material)
+			use(e)
 			c.mu.RUnlock()
-			return out, nil
+			return nil
 		}
 		root, gen = st.root, st.gen
 	}
 	c.mu.RUnlock()
 
 	if root == nil {
-		return nil, ErrNoRootKey
+		return ErrNoRootKey
 	}
 	// Unwrap outside the lock: concurrent misses may unwrap twice, which is
 	// cheaper than serialising every reader behind one AES-GCM operation.
 	material, err := root.UnwrapKeyMaterial(keyName, version, wrapped)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	kek, err := NewKEK(material)
+	if err != nil {
+		clear(material)
+		return err
+	}
+	e := cacheEntry{wrapped: bytes.Clone(wrapped), material: material, kek: kek}
+	use(e)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -94,13 +121,14 @@ func (c *MaterialCache) Get(keyName string, version uint32, wrapped []byte) ([]b
 	if st.gen != gen {
 		// SetRoot or Forget ran meanwhile: the result is still correct for
 		// this caller, but must not resurrect a cleared entry.
-		return material, nil
+		clear(material)
+		return nil
 	}
 	if old, ok := st.entries[k]; ok {
 		clear(old.material)
 	}
-	st.entries[k] = cacheEntry{wrapped: bytes.Clone(wrapped), material: material}
-	return bytes.Clone(material), nil
+	st.entries[k] = e
+	return nil
 }
 
 // SetRoot replaces the root keys and clears the cache, so nothing unwrapped

@@ -22,10 +22,48 @@ const (
 // collision can never span versions, and rebinding a secret to another key
 // only re-wraps 60 bytes per version.
 func Seal(keyMaterial, aad, plaintext []byte) (ciphertext, wrappedDEK []byte, err error) {
-	kek, err := newGCM(keyMaterial)
+	kek, err := NewKEK(keyMaterial)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kms: seal: key material: %w", err)
 	}
+	return kek.Seal(aad, plaintext)
+}
+
+// Open decrypts a value produced by Seal. Any altered byte, a wrong aad or
+// wrong key material gives an error wrapping ErrDecrypt.
+func Open(keyMaterial, aad, ciphertext, wrappedDEK []byte) ([]byte, error) {
+	kek, err := NewKEK(keyMaterial)
+	if err != nil {
+		return nil, fmt.Errorf("kms: open: key material: %w", err)
+	}
+	return kek.Open(aad, ciphertext, wrappedDEK)
+}
+
+// KEK is a key-encryption key ready to use: one KMS key version's material
+// expanded into its AES-GCM key schedule. Building it costs about as much as
+// a whole Open of a small value, so MaterialCache.KEK keeps one per cached
+// key version. A KEK is safe for concurrent use (the standard library's
+// AES-GCM keeps no mutable state after construction), and it never prints
+// its key (Format).
+type KEK struct {
+	aead cipher.AEAD
+}
+
+// NewKEK expands key material (KeySize bytes) into a KEK. The KEK does not
+// keep material: callers may clear it afterwards.
+func NewKEK(keyMaterial []byte) (*KEK, error) {
+	aead, err := newGCM(keyMaterial)
+	if err != nil {
+		return nil, err
+	}
+	return &KEK{aead: aead}, nil
+}
+
+// Format keeps the key schedule out of prints (fmt reads unexported fields).
+func (k KEK) Format(f fmt.State, _ rune) { fmt.Fprint(f, "kms.KEK{[redacted]}") }
+
+// Seal is the package's Seal under this KEK.
+func (k *KEK) Seal(aad, plaintext []byte) (ciphertext, wrappedDEK []byte, err error) {
 	dek := make([]byte, KeySize)
 	defer clear(dek)
 	if _, err := rand.Read(dek); err != nil {
@@ -39,21 +77,16 @@ func Seal(keyMaterial, aad, plaintext []byte) (ciphertext, wrappedDEK []byte, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("kms: seal: %w", err)
 	}
-	wrappedDEK, err = wrapDEK(kek, dek, aad)
+	wrappedDEK, err = wrapDEK(k.aead, dek, aad)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kms: seal: %w", err)
 	}
 	return ciphertext, wrappedDEK, nil
 }
 
-// Open decrypts a value produced by Seal. Any altered byte, a wrong aad or
-// wrong key material gives an error wrapping ErrDecrypt.
-func Open(keyMaterial, aad, ciphertext, wrappedDEK []byte) ([]byte, error) {
-	kek, err := newGCM(keyMaterial)
-	if err != nil {
-		return nil, fmt.Errorf("kms: open: key material: %w", err)
-	}
-	dek, err := unwrapDEK(kek, wrappedDEK, aad)
+// Open is the package's Open under this KEK.
+func (k *KEK) Open(aad, ciphertext, wrappedDEK []byte) ([]byte, error) {
+	dek, err := unwrapDEK(k.aead, wrappedDEK, aad)
 	if err != nil {
 		return nil, err
 	}

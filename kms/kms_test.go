@@ -754,6 +754,66 @@ func TestMaterialCache(t *testing.T) {
 	}
 }
 
+func TestMaterialCacheKEK(t *testing.T) {
+	root := mustRoot(t, seqKey(0))
+	m := mustMaterial(t)
+	w, _ := root.WrapKeyMaterial("default", 1, m)
+	c := NewMaterialCache(root)
+	aad := []byte("uid/app/db")
+
+	kek, err := c.KEK("default", 1, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Len() != 1 {
+		t.Fatalf("Len = %d after a KEK miss, want 1", c.Len())
+	}
+	// A cached KEK is the key version's: what it seals opens with the
+	// material, and the other way round.
+	ct, wd, err := kek.Seal(aad, []byte("v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Open(m, aad, ct, wd); err != nil || string(got) != "v1" {
+		t.Fatalf("Open(material) of a KEK seal: %q, %v", got, err)
+	}
+	ct2, wd2, _ := Seal(m, aad, []byte("v2"))
+	if got, err := kek.Open(aad, ct2, wd2); err != nil || string(got) != "v2" {
+		t.Fatalf("KEK.Open of a material seal: %q, %v", got, err)
+	}
+	if _, err := kek.Open([]byte("other"), ct2, wd2); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("wrong aad: err = %v, want ErrDecrypt", err)
+	}
+
+	// A hit returns the cached KEK; a Get miss also fills it.
+	if again, _ := c.KEK("default", 1, w); again != kek {
+		t.Fatal("second KEK call built a new KEK")
+	}
+	if _, err := c.KEK("default", 1, flip(w, 30)); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("tampered blob: err = %v, want ErrDecrypt", err)
+	}
+	c.Forget("default")
+	fresh, err := c.KEK("default", 1, w)
+	if err != nil || fresh == kek {
+		t.Fatalf("after Forget: same KEK %v, err %v", fresh == kek, err)
+	}
+	c.SetRoot(mustRoot(t, seqKey(99)))
+	if _, err := c.KEK("default", 1, w); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("KEK survived SetRoot: err = %v", err)
+	}
+	c.SetRoot(nil)
+	if _, err := c.KEK("default", 1, w); !errors.Is(err, ErrNoRootKey) {
+		t.Fatalf("nil root: err = %v, want ErrNoRootKey", err)
+	}
+	// An evicted KEK still works for a caller holding it.
+	if got, err := kek.Open(aad, ct, wd); err != nil || string(got) != "v1" {
+		t.Fatalf("evicted KEK: %q, %v", got, err)
+	}
+	if _, err := NewKEK(m[:31]); err == nil {
+		t.Fatal("NewKEK accepted 31 bytes")
+	}
+}
+
 func TestMaterialCacheConcurrent(t *testing.T) {
 	root := mustRoot(t, seqKey(0))
 	const versions = 8
@@ -778,6 +838,21 @@ func TestMaterialCacheConcurrent(t *testing.T) {
 					return
 				}
 				clear(got)
+				// KEKs are shared between goroutines: the race detector
+				// checks that Seal and Open keep them read-only.
+				kek, err := c.KEK("default", uint32(v+1), blobs[v])
+				if err != nil {
+					errs <- fmt.Errorf("KEK version %d: %v", v+1, err)
+					return
+				}
+				ct, wd, err := kek.Seal([]byte("aad"), []byte("value"))
+				if err == nil {
+					_, err = Open(mats[v], []byte("aad"), ct, wd)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("KEK version %d round trip: %v", v+1, err)
+					return
+				}
 				switch {
 				case g == 0 && i%50 == 0:
 					c.SetRoot(root)
@@ -813,6 +888,10 @@ func TestNoKeyMaterialInErrorsOrOutput(t *testing.T) {
 	}
 	cache := NewMaterialCache(root)
 	if _, err := cache.Get("default", 1, w); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := cache.KEK("default", 1, w) // its key schedule starts with m
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -872,8 +951,9 @@ func TestNoKeyMaterialInErrorsOrOutput(t *testing.T) {
 		texts = append(texts, e.Error(), fmt.Sprintf("%+v", e), fmt.Sprintf("%#v", e))
 	}
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%q", "%d"} {
-		texts = append(texts, fmt.Sprintf(verb, root), fmt.Sprintf(verb, cache), fmt.Sprintf(verb, *root))
+		texts = append(texts, fmt.Sprintf(verb, root), fmt.Sprintf(verb, cache), fmt.Sprintf(verb, *root), fmt.Sprintf(verb, kek), fmt.Sprintf(verb, *kek))
 	}
+	texts = append(texts, fmt.Sprintf("%+v", struct{ K *KEK }{kek}), fmt.Sprintf("%+v", struct{ K KEK }{*kek}))
 	texts = append(texts, fmt.Sprintf("%+v", cache.st.entries), fmt.Sprintf("%#v", cache.st.entries), fmt.Sprintf("%+v", struct{ c *MaterialCache }{cache}), fmt.Sprintf("%+v", root.list()), fmt.Sprintf("%s", root.list()), fmt.Sprintf("%x", root.list()), fmt.Sprintf("%+v", *root.set), fmt.Sprintf("%+v", struct{ r RootKeys }{*root}))
 	texts = append(texts, root.String(), root.GoString(), fmt.Sprint([]*RootKeys{root}), fmt.Sprintf("%+v", struct{ R *RootKeys }{root}))
 
@@ -929,6 +1009,35 @@ func BenchmarkOpen256(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Open(m, aad, ct, wd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCachedOpen256 is a read's decryption as the API does it: the
+// KEK from the cache, then Open (compare BenchmarkOpen256, which expands
+// the key material every time).
+func BenchmarkCachedOpen256(b *testing.B) {
+	root := mustRoot(b, seqKey(0))
+	m := mustMaterial(b)
+	w, err := root.WrapKeyMaterial("default", 1, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	aad := []byte("0123456789abcdef0123456789abcdef/app/prod/svc/name")
+	ct, wd, err := Seal(m, aad, make([]byte, 256))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := NewMaterialCache(root)
+	b.SetBytes(256)
+	b.ReportAllocs()
+	for b.Loop() {
+		kek, err := c.KEK("default", 1, w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := kek.Open(aad, ct, wd); err != nil {
 			b.Fatal(err)
 		}
 	}
