@@ -121,6 +121,10 @@ func (s *Server) serveAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if v, ok := resp.(*apitypes.GetSecretValueResponse); ok {
+		writeSecretValue(w, v)
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
