@@ -13,24 +13,30 @@ import (
 )
 
 // Group commit limits: one Raft entry carries at most this many commands or
-// bytes; at most maxInFlight batches are outstanding, so commands that arrive
-// while the log is busy coalesce into the next batch. One batch at a time
-// made the largest batches and the least CPU per command: with two, reads
-// on followers took 145-151 µs of CPU each and ran at ~9,000/s, with one
-// 119-128 µs and ~10,500/s (with four, 181-187 µs and ~7,600/s), writes
-// likewise (2026-12-01, docs/BENCHMARKS.md).
+// bytes. The leader has at most leaderInFlight batches in Raft, so commands
+// that arrive while the log is busy coalesce into the next batch: one at a
+// time made the largest batches and the least CPU per command (with two,
+// reads on followers took 145-151 µs of CPU each and ran at ~9,000/s, with
+// one 119-128 µs and ~10,500/s; with four, 181-187 µs and ~7,600/s).
+// A follower only forwards its batches, which the leader coalesces again,
+// so it may have forwardInFlight of them on the way: with one, a follower's
+// second request waited for the whole round trip of its first, and stale
+// reads at 4 and 16 clients ran at 493 and 1,876/s instead of 891 and
+// 2,652/s (64 clients: no change).
 //
 // Under load a batch also waits up to commitDelay for more commands (see
 // fill): on stale follower reads at 64 clients that made 12 % more reads
-// per second with one Raft entry per ~25 reads instead of ~15 (2026-12-01,
-// docs/BENCHMARKS.md); busyBatch keeps single clients from ever waiting.
+// per second with one Raft entry per ~25 reads instead of ~15; busyBatch
+// keeps single clients from ever waiting. (All measured 2026-12-01,
+// docs/BENCHMARKS.md.)
 const (
-	maxBatchCmds  = 1024
-	maxBatchBytes = 4 << 20
-	maxInFlight   = 1
-	commitDelay   = 500 * time.Microsecond
-	busyBatch     = 16
-	applyTimeout  = 10 * time.Second
+	maxBatchCmds    = 1024
+	maxBatchBytes   = 4 << 20
+	leaderInFlight  = 1
+	forwardInFlight = 8
+	commitDelay     = 500 * time.Microsecond
+	busyBatch       = 16
+	applyTimeout    = 10 * time.Second
 )
 
 type proposal struct {
@@ -45,13 +51,13 @@ type proposal struct {
 type proposer struct {
 	n     *Node
 	queue chan *proposal
-	slots chan struct{}
+	freed chan struct{} // one value per batch answered
 	stop  chan struct{}
 	delay time.Duration // commitDelay; tests lengthen it
 }
 
 func newProposer(n *Node) *proposer {
-	p := &proposer{n: n, queue: make(chan *proposal, 4096), slots: make(chan struct{}, maxInFlight), stop: make(chan struct{}), delay: commitDelay}
+	p := &proposer{n: n, queue: make(chan *proposal, 4096), freed: make(chan struct{}, max(leaderInFlight, forwardInFlight)), stop: make(chan struct{}), delay: commitDelay}
 	n.goLoop(p.loop)
 	return p
 }
@@ -148,6 +154,7 @@ func (n *Node) await(ctx context.Context, pr *proposal) (fsm.Result, error) {
 
 func (p *proposer) loop() {
 	busy := false // the last batch was large: more commands are on their way
+	inFlight := 0 // batches submitted and not yet answered
 	for {
 		var first *proposal
 		select {
@@ -156,9 +163,7 @@ func (p *proposer) loop() {
 			p.failQueued()
 			return
 		}
-		select {
-		case p.slots <- struct{}{}:
-		case <-p.stop:
+		if !p.acquire(&inFlight) {
 			first.done <- unavailable("node is shutting down")
 			p.failQueued()
 			return
@@ -166,9 +171,38 @@ func (p *proposer) loop() {
 		batch := p.fill([]*proposal{first}, first.size, busy)
 		busy = len(batch) >= busyBatch
 		go func() {
-			defer func() { <-p.slots }()
+			defer func() { p.freed <- struct{}{} }()
 			p.submit(batch)
 		}()
+	}
+}
+
+// acquire waits until fewer batches than this node's limit are in flight
+// and counts one more; false means the node is shutting down.
+func (p *proposer) acquire(inFlight *int) bool {
+	for {
+		for drained := false; !drained; { // batches answered meanwhile
+			select {
+			case <-p.freed:
+				*inFlight--
+			default:
+				drained = true
+			}
+		}
+		limit := forwardInFlight
+		if p.n.raft.State() == raft.Leader {
+			limit = leaderInFlight
+		}
+		if *inFlight < limit {
+			*inFlight++
+			return true
+		}
+		select {
+		case <-p.freed:
+			*inFlight--
+		case <-p.stop:
+			return false
+		}
 	}
 }
 
