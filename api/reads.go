@@ -28,15 +28,19 @@ func (s *Server) describeSecret(ctx context.Context, rc *reqCtx, raw []byte) (an
 
 // readSecret is the start of a read of one secret: check the path, get the
 // state at the requested consistency, look the secret up (nil when absent)
-// and authorize the caller on it (a denial is audited).
+// and authorize the caller on it (a denial is audited). A leader read on
+// the leader is confirmed by the commit of the read's audit entry
+// (auditNow), which every outcome of the read goes through before it is
+// answered.
 func (s *Server) readSecret(ctx context.Context, rc *reqCtx, path string, opts apitypes.ReadOptions, event string) (*fsm.State, *fsm.Secret, error) {
 	if err := checkPath(path); err != nil {
 		return nil, nil, err
 	}
-	st, err := s.n.ReadState(ctx, opts)
+	st, lr, err := s.n.ReadStateConfirmLater(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}
+	rc.leaderRead = lr
 	sec, _ := st.Secret(path)
 	if err := s.authorize(ctx, rc, st, event, path, sec); err != nil {
 		return nil, nil, err

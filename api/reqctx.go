@@ -25,6 +25,9 @@ type reqCtx struct {
 	token     *fsm.Token // nil for public actions called without a token
 	principal apitypes.Principal
 	audited   bool // an entry of this request was committed
+	// leaderRead, if set, is a leader read served without a heartbeat
+	// round: the commit of this request's audit entry confirms it.
+	leaderRead *node.LeaderRead
 }
 
 func (s *Server) newReqCtx(ctx context.Context, r *http.Request, action string, public bool) (*reqCtx, error) {
@@ -225,7 +228,7 @@ func (s *Server) auditNow(ctx context.Context, rc *reqCtx, entries ...apitypes.A
 	if res.Err != nil {
 		return res.Err
 	}
-	return nil
+	return rc.leaderRead.Confirm()
 }
 
 // failed audits a request that reached its action but failed before a

@@ -35,6 +35,58 @@ func (n *Node) ReadState(ctx context.Context, opts apitypes.ReadOptions) (*fsm.S
 	return n.fsm.State(), nil
 }
 
+// LeaderRead is a linearizable read the leader serves itself, whose
+// leadership is confirmed after the fact by the commit of an entry it
+// proposed after taking the state (the read's own audit entry) instead of
+// by a round of heartbeats before it. A follower accepts an entry of term T
+// only while it has seen no higher term, so a majority accepting one after
+// the read began proves, as the heartbeats would (Raft thesis §6.4), that
+// no newer leader had committed anything the read's index misses. Confirm
+// must be called after that commit and before anything read is returned.
+type LeaderRead struct {
+	n    *Node
+	term uint64
+}
+
+// ReadStateConfirmLater is ReadState that, for consistency "leader" on the
+// leader itself, skips the heartbeat round and returns a LeaderRead to
+// confirm once an entry proposed afterwards has committed. Otherwise (stale
+// reads, min_index, followers asking the leader) it is ReadState, and the
+// LeaderRead is nil.
+func (n *Node) ReadStateConfirmLater(ctx context.Context, opts apitypes.ReadOptions) (*fsm.State, *LeaderRead, error) {
+	if opts.Consistency != apitypes.ConsistencyLeader || n.raft.State() != raft.Leader {
+		st, err := n.ReadState(ctx, opts)
+		return st, nil, err
+	}
+	term := n.raft.CurrentTerm()
+	if err := n.readyForReads(term); err != nil {
+		return nil, nil, err
+	}
+	idx := n.raft.CommitIndex()
+	if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+		return nil, nil, errs.New(errs.Unavailable, "leadership changed; retry")
+	}
+	if err := n.WaitApplied(ctx, max(idx, opts.MinIndex)); err != nil {
+		return nil, nil, err
+	}
+	return n.fsm.State(), &LeaderRead{n: n, term: term}, nil
+}
+
+// Confirm reports whether the read is linearizable, given that an entry
+// this node proposed after the read took its state has been committed: it
+// was, by this node as the leader of the read's term, if the term has not
+// changed (a commit by a later leader would have shown this node the later
+// term first: entries are forwarded only to a leader this node has heard).
+func (r *LeaderRead) Confirm() error {
+	if r == nil {
+		return nil
+	}
+	if r.n.raft.CurrentTerm() != r.term {
+		return errs.New(errs.Unavailable, "leadership changed during the read; retry")
+	}
+	return nil
+}
+
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() == raft.Leader {
 		return n.leaderReadIndex()

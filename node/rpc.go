@@ -123,19 +123,28 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, errs.New(errs.Unavailable, "not the leader")
 	}
-	// A new leader's commit index may lag until an entry of its own term
-	// commits (Raft §6.4): wait for that once per term.
-	if term := n.raft.CurrentTerm(); n.readyTerm.Load() != term {
-		if err := n.raft.Barrier(apitypes.MaxMinIndexWait).Error(); err != nil {
-			return 0, errs.New(errs.Unavailable, "new leader not ready for reads: %v", err)
-		}
-		n.readyTerm.Store(term)
+	if err := n.readyForReads(n.raft.CurrentTerm()); err != nil {
+		return 0, err
 	}
 	idx := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, errs.New(errs.Unavailable, "could not confirm leadership: %v", err)
 	}
 	return idx, nil
+}
+
+// readyForReads waits, once per term, until this leader's commit index is
+// up to date: a new leader's may lag until an entry of its own term commits
+// (Raft §6.4).
+func (n *Node) readyForReads(term uint64) error {
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	if err := n.raft.Barrier(apitypes.MaxMinIndexWait).Error(); err != nil {
+		return errs.New(errs.Unavailable, "new leader not ready for reads: %v", err)
+	}
+	n.readyTerm.Store(term)
+	return nil
 }
 
 func (n *Node) callLeader(ctx context.Context, method uint8, body []byte) ([]byte, error) {

@@ -243,3 +243,57 @@ func TestClusterListSecretsAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderReadOnLeader: a leader read served by the leader itself (no
+// heartbeat round; the read's audit commit confirms it) sees every write
+// acknowledged before it, through any node; a deposed leader's pending
+// confirmation fails; elsewhere reads are confirmed the usual way.
+func TestLeaderReadOnLeader(t *testing.T) {
+	c := testcluster.New(t, 3)
+	ctx := tcCtx(t, 90*time.Second)
+	l := c.Leader()
+	f := c.Followers()
+	leaderRead := apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader}
+	const path = "/leaderread/app/counter"
+	if _, err := c.Client(f[0]).CreateSecret(ctx, &apitypes.CreateSecretRequest{Path: path, Value: []byte("0")}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 20; i++ {
+		want := fmt.Sprint(i)
+		if _, err := c.Client(f[i%2]).PutSecretValue(ctx, &apitypes.PutSecretValueRequest{Path: path, Value: []byte(want)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Client(l).GetSecretValue(ctx, &apitypes.GetSecretValueRequest{Path: path, ReadOptions: leaderRead})
+		if err != nil || string(got.Value) != want {
+			t.Fatalf("leader read on the leader after write %d: %v %v", i, got, err)
+		}
+	}
+
+	ln := c.Nodes[l].Node()
+	_, lr, err := ln.ReadStateConfirmLater(ctx, leaderRead)
+	if err != nil || lr == nil {
+		t.Fatalf("leader read on the leader: %v, %v (want a confirmation to make)", lr, err)
+	}
+	if _, other, err := c.Nodes[f[0]].Node().ReadStateConfirmLater(ctx, leaderRead); err != nil || other != nil {
+		t.Fatalf("leader read on a follower: %v, %v (want confirmed by the leader already)", other, err)
+	}
+	if _, other, err := ln.ReadStateConfirmLater(ctx, apitypes.ReadOptions{}); err != nil || other != nil {
+		t.Fatalf("stale read: %v, %v (want nothing to confirm)", other, err)
+	}
+	if err := lr.Confirm(); err != nil {
+		t.Fatalf("confirm while still the leader: %v", err)
+	}
+
+	// Leadership moves: a read the old leader began in its term can no
+	// longer be confirmed.
+	if err := ln.TransferLeadership(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(20*time.Second, "another node to lead", func() bool { return c.Leader() != l })
+	// The old leader learns the new term from the new leader's first
+	// heartbeat (it may not have voted): from then on, never confirmed.
+	c.Eventually(20*time.Second, "the deposed leader to refuse the read", func() bool { return lr.Confirm() != nil })
+	if _, err := c.Client(l).GetSecretValue(ctx, &apitypes.GetSecretValueRequest{Path: path, ReadOptions: leaderRead}); err != nil {
+		t.Fatalf("leader read through the old leader, now a follower: %v", err)
+	}
+}
