@@ -75,10 +75,11 @@ func (s *Server) listSecrets(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	if req.KeyState != "" && req.KeyState != "inactive" {
 		return nil, invalid(`key_state must be "inactive" or absent`)
 	}
-	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	st, lr, err := s.n.ReadStateConfirmLater(ctx, req.ReadOptions)
 	if err != nil {
 		return nil, err
 	}
+	rc.leaderRead = lr // confirmed by the listing's audit commit (auditNow)
 	// A listing is allowed when the caller may list the folder itself or
 	// what lies below it ("/app/*" covers "/app/" and "/app/x"); each
 	// secret and folder returned must itself be listable.
@@ -218,10 +219,11 @@ func (s *Server) batchGetSecretValue(ctx context.Context, rc *reqCtx, raw []byte
 		}
 		seen[p] = true
 	}
-	st, err := s.n.ReadState(ctx, req.ReadOptions)
+	st, lr, err := s.n.ReadStateConfirmLater(ctx, req.ReadOptions)
 	if err != nil {
 		return nil, err
 	}
+	rc.leaderRead = lr // confirmed by the audit commit below, which every path reaches
 	resp := &apitypes.BatchGetSecretValueResponse{Values: []apitypes.SecretValue{}, Errors: map[string]apitypes.ErrorDetail{}, Index: st.Index}
 	var entries []apitypes.AuditEntry
 	for _, p := range req.Paths {

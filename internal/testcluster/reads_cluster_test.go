@@ -269,6 +269,16 @@ func TestLeaderReadOnLeader(t *testing.T) {
 		}
 	}
 
+	// The other reads that confirm through their audit commit.
+	b, err := c.Client(l).BatchGetSecretValue(ctx, &apitypes.BatchGetSecretValueRequest{Paths: []string{path}, ReadOptions: leaderRead})
+	if err != nil || len(b.Values) != 1 || string(b.Values[0].Value) != "20" {
+		t.Fatalf("leader batch read on the leader: %+v %v", b, err)
+	}
+	ls, err := c.Client(l).ListSecrets(ctx, &apitypes.ListSecretsRequest{Prefix: "/leaderread/app/", ReadOptions: leaderRead})
+	if err != nil || len(ls.Secrets) != 1 || ls.Secrets[0].CurrentVersion != 21 {
+		t.Fatalf("leader listing on the leader: %+v %v", ls, err)
+	}
+
 	ln := c.Nodes[l].Node()
 	_, lr, err := ln.ReadStateConfirmLater(ctx, leaderRead)
 	if err != nil || lr == nil {
