@@ -50,10 +50,20 @@ func TestValueJSONMatchesEncodingJSON(t *testing.T) {
 			Index: rng.Uint64(),
 		})
 	}
+	// Worst cases for the size bound: every byte escaped to six.
+	worst := strings.Repeat("\x00\xff", 300) + strings.Repeat("\u2028", 100)
+	cases = append(cases, &apitypes.GetSecretValueResponse{
+		SecretValue: apitypes.SecretValue{Path: worst, UID: worst, Version: ^uint64(0), Value: make([]byte, 19999), CreatedAt: time.Unix(0, -1<<63).UTC()},
+		Index:       ^uint64(0),
+	})
 	for _, v := range cases {
 		want := encodingJSON(t, v)
-		if got := appendSecretValueJSON(nil, v); !bytes.Equal(got, want) {
+		got := appendSecretValueJSON(nil, v)
+		if !bytes.Equal(got, want) {
 			t.Fatalf("for %#v\n got %s\nwant %s", v, got, want)
+		}
+		if len(got) > secretValueJSONBound(v) {
+			t.Fatalf("answer of %d bytes, over its bound %d: the buffer would grow and leave a copy of the value", len(got), secretValueJSONBound(v))
 		}
 	}
 }
@@ -74,8 +84,12 @@ func FuzzValueJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string, value []byte, nanos int64) {
 		v := &apitypes.GetSecretValueResponse{SecretValue: apitypes.SecretValue{Path: s, UID: s, Version: 7, Value: value, CreatedAt: time.Unix(0, nanos).UTC()}, Index: 9}
-		if got, want := appendSecretValueJSON(nil, v), encodingJSON(t, v); !bytes.Equal(got, want) {
+		got, want := appendSecretValueJSON(nil, v), encodingJSON(t, v)
+		if !bytes.Equal(got, want) {
 			t.Fatalf("got %s\nwant %s", got, want)
+		}
+		if len(got) > secretValueJSONBound(v) {
+			t.Fatalf("answer of %d bytes, over its bound %d", len(got), secretValueJSONBound(v))
 		}
 	})
 }

@@ -132,7 +132,10 @@ func (c *MaterialCache) with(keyName string, version uint32, wrapped []byte, use
 }
 
 // SetRoot replaces the root keys and clears the cache, so nothing unwrapped
-// under the previous root keys survives them.
+// under the previous root keys is served after them. The material is wiped;
+// a KEK's AES key schedule (which holds the key) can't be, as Go's AES
+// offers no way to: it is dropped for the garbage collector, as the
+// schedules built per request were before KEKs were cached.
 func (c *MaterialCache) SetRoot(root *RootKeys) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -155,8 +158,8 @@ func (c *MaterialCache) Root() *RootKeys {
 	return c.st.root
 }
 
-// Forget drops every cached version of a key, e.g. when it is destroyed, so
-// its material does not outlive it in memory.
+// Forget drops every cached version of a key, e.g. when it is destroyed:
+// its material is wiped, its KEKs dropped (see SetRoot).
 func (c *MaterialCache) Forget(keyName string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -16,8 +16,9 @@
 //     secret's uid and path), so ciphertexts cannot be moved between secrets.
 //     RewrapDEK moves a version to another key without touching its ciphertext.
 //
-// MaterialCache keeps unwrapped key material in memory so hot read paths do not
-// unwrap on every request.
+// MaterialCache keeps unwrapped key material, and each key version's expanded
+// AES-GCM key (KEK), in memory so hot read paths neither unwrap nor expand a
+// key on every request.
 //
 // The package stores nothing and logs nothing. Errors never contain key bytes
 // or their encodings, and RootKeys and MaterialCache print only a redacted

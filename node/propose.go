@@ -36,6 +36,7 @@ const (
 	forwardInFlight = 8
 	commitDelay     = 500 * time.Microsecond
 	busyBatch       = 16
+	idleReset       = 10 * time.Millisecond // a pause this long ends being busy
 	applyTimeout    = 10 * time.Second
 )
 
@@ -159,9 +160,17 @@ func (p *proposer) loop() {
 		var first *proposal
 		select {
 		case first = <-p.queue:
-		case <-p.stop:
-			p.failQueued()
-			return
+		default:
+			waitStart := time.Now()
+			select {
+			case first = <-p.queue:
+			case <-p.stop:
+				p.failQueued()
+				return
+			}
+			if time.Since(waitStart) > idleReset {
+				busy = false // the burst is over: the next command does not wait for company
+			}
 		}
 		if !p.acquire(&inFlight) {
 			first.done <- unavailable("node is shutting down")
@@ -181,6 +190,11 @@ func (p *proposer) loop() {
 // and counts one more; false means the node is shutting down.
 func (p *proposer) acquire(inFlight *int) bool {
 	for {
+		select {
+		case <-p.stop:
+			return false
+		default:
+		}
 		for drained := false; !drained; { // batches answered meanwhile
 			select {
 			case <-p.freed:
