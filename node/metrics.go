@@ -18,6 +18,12 @@ var (
 		Name: "coffer_raft_batch_commands", Help: "Commands per Raft log entry (group commit).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 	})
+	// ForwardCommands is the number of commands per batch this follower
+	// forwarded to the leader (the leader coalesces them again).
+	ForwardCommands = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "coffer_forward_batch_commands", Help: "Commands per batch forwarded to the leader.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+	})
 	// AuditEntriesPerBatch is the number of audit entries per Raft entry.
 	AuditEntriesPerBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "coffer_audit_batch_entries", Help: "Audit entries committed per Raft log entry.",

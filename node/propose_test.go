@@ -92,3 +92,23 @@ func TestFillBusyStops(t *testing.T) {
 		t.Fatalf("batch of %d, want 1", len(b))
 	}
 }
+
+// TestWaitForCompany: a batch waits for more commands after a large one, or
+// while another of this node's batches is in flight (a follower's forwards);
+// a lone command with nothing in flight never waits.
+func TestWaitForCompany(t *testing.T) {
+	for _, c := range []struct {
+		busy     bool
+		inFlight int // counting the batch being formed
+		want     bool
+	}{
+		{false, 1, false},
+		{true, 1, true},
+		{false, 2, true},
+		{true, forwardInFlight, true},
+	} {
+		if got := waitForCompany(c.busy, c.inFlight); got != c.want {
+			t.Errorf("waitForCompany(%v, %d) = %v, want %v", c.busy, c.inFlight, got, c.want)
+		}
+	}
+}
