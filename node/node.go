@@ -41,6 +41,9 @@ type Node struct {
 	closers []func() error
 
 	prop *proposer
+	// Read-index rounds (readrounds.go): asking the leader, and as the
+	// leader confirming leadership.
+	remoteReads, leaderReads *readRounds
 	logs raft.LogStore // read by WaitApplied
 	meta *dataDirMeta
 
@@ -176,6 +179,8 @@ func (n *Node) start() error {
 		}
 	}
 	n.prop = newProposer(n)
+	n.remoteReads = newReadRounds(apitypes.MaxMinIndexWait, n.askLeaderReadIndex)
+	n.leaderReads = newReadRounds(apitypes.MaxMinIndexWait, func(context.Context) (uint64, error) { return n.leaderReadIndex() })
 	n.observeLeaders()
 	// Gossip first: the loops below read n.ml and n.gossip, which it sets.
 	if !cfg.Dev {

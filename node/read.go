@@ -87,12 +87,17 @@ func (r *LeaderRead) Confirm() error {
 	return nil
 }
 
+// readIndex returns a commit index the leader confirmed after the call
+// began; concurrent callers share one confirmation (readrounds.go).
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() == raft.Leader {
-		return n.leaderReadIndex()
+		return n.leaderReads.get(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, apitypes.MaxMinIndexWait)
-	defer cancel()
+	return n.remoteReads.get(ctx)
+}
+
+// askLeaderReadIndex asks the leader for its confirmed commit index.
+func (n *Node) askLeaderReadIndex(ctx context.Context) (uint64, error) {
 	out, err := n.callLeader(ctx, rpcReadIndex, nil)
 	if err != nil {
 		return 0, err

@@ -44,7 +44,7 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 		results := n.proposeAll(ctx, cmds)
 		return msgpack.Marshal(results)
 	case rpcReadIndex:
-		idx, err := n.leaderReadIndex()
+		idx, err := n.leaderReads.get(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -68,6 +68,71 @@ func TestClusterConsistencyLeader(t *testing.T) {
 	}
 }
 
+// TestClusterConsistencyLeaderConcurrent: many concurrent leader reads on
+// both followers (they share read-index rounds) never miss a write
+// acknowledged before the read began. One writer counts up through a
+// follower; a read that started after the write of n was acknowledged must
+// see n or more.
+func TestClusterConsistencyLeaderConcurrent(t *testing.T) {
+	c := testcluster.New(t, 3)
+	ctx := tcCtx(t, 90*time.Second)
+	f := c.Followers()
+	const path = "/consistency/concurrent"
+	w := c.Client(f[0])
+	if _, err := w.CreateSecret(ctx, &apitypes.CreateSecretRequest{Path: path, Value: []byte("0")}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	acked := 0 // the highest value whose write was acknowledged
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads, bad int
+	for r := range 16 {
+		cl := c.Client(f[r%2])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				mu.Lock()
+				floor := acked
+				mu.Unlock()
+				got, err := cl.GetSecretValue(ctx, &apitypes.GetSecretValueRequest{Path: path, ReadOptions: apitypes.ReadOptions{Consistency: apitypes.ConsistencyLeader}})
+				if err != nil {
+					t.Errorf("leader read: %v", err)
+					return
+				}
+				var v int
+				fmt.Sscan(string(got.Value), &v)
+				mu.Lock()
+				reads++
+				if v < floor {
+					bad++
+					t.Errorf("a leader read that began after the write of %d was acknowledged saw %d", floor, v)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 1; i <= 60; i++ {
+		if _, err := w.PutSecretValue(ctx, &apitypes.PutSecretValueRequest{Path: path, Value: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		acked = i
+		mu.Unlock()
+	}
+	close(done)
+	wg.Wait()
+	if reads < 60 || bad > 0 {
+		t.Fatalf("%d leader reads, %d stale", reads, bad)
+	}
+}
+
 // TestClusterReadYourWritesMinIndex: a read on a follower with min_index =
 // the index of an acknowledged write always sees that write (SPEC §2:
 // read-your-writes on followers). Several writers at once, so the followers
