@@ -41,11 +41,12 @@ type Node struct {
 	closers []func() error
 
 	prop *proposer
+	logs raft.LogStore // read by WaitApplied
+	meta *dataDirMeta
+
 	// Read-index rounds (readrounds.go): asking the leader, and as the
 	// leader confirming leadership.
 	remoteReads, leaderReads *readRounds
-	logs raft.LogStore // read by WaitApplied
-	meta *dataDirMeta
 
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
