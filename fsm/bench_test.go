@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -72,4 +74,46 @@ func benchApply(b *testing.B, h *ftHarness, cmds []Envelope, unit string) {
 		h.f.Apply(&raft.Log{Index: h.index + 1 + uint64(i), Type: raft.LogCommand, Data: data})
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cmds)), unit)
+}
+
+// benchState is a state of n secrets with one 256-byte version each, as
+// the suite's bulk load makes them.
+func benchState(b *testing.B, n int) *State {
+	st := emptyState()
+	for i := range n {
+		p := fmt.Sprintf("/bench/big/k%07d", i)
+		st.Secrets.insert(&Secret{Path: p, UID: fmt.Sprintf("%032x", i), KMSKey: "default", CreatedAt: 1, CreatedBy: "0123456789abcdef0123456789abcdef", UpdatedAt: 1,
+			Versions: []*Version{{Version: 1, CreatedAt: 1, CreatedBy: "0123456789abcdef0123456789abcdef", Origin: "put", Size: 256, KMSKey: "default", KMSKeyVersion: 1,
+				Ciphertext: make([]byte, 284), WrappedDEK: make([]byte, 60)}}})
+	}
+	return st
+}
+
+// BenchmarkSnapshotRead decodes a snapshot of 100,000 secrets, the work of
+// a node restoring one at startup.
+func BenchmarkSnapshotRead(b *testing.B) {
+	var buf bytes.Buffer
+	if err := WriteState(&buf, benchState(b, 100_000)); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(buf.Len()))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := ReadState(bytes.NewReader(buf.Bytes())); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/secret")
+}
+
+// BenchmarkSnapshotWrite encodes a state of 100,000 secrets.
+func BenchmarkSnapshotWrite(b *testing.B) {
+	st := benchState(b, 100_000)
+	b.ResetTimer()
+	for range b.N {
+		if err := WriteState(io.Discard, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/secret")
 }

@@ -135,6 +135,7 @@ func ReadState(r io.Reader) (*State, error) {
 	st.ClusterID, st.RootFingerprint, st.Initialized = hdr.ClusterID, hdr.RootFingerprint, hdr.Initialized
 	st.Index, st.AuditHead, st.VersionCount = hdr.Index, hdr.AuditHead, hdr.VersionCount
 	keys, tokens, hashes, pols := st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn(), st.Policies.Txn()
+	records := newRecordDecoder(dec)
 	for {
 		typ, err := dec.DecodeUint8()
 		if err != nil {
@@ -143,12 +144,8 @@ func ReadState(r io.Reader) (*State, error) {
 		switch typ {
 		case recSecret:
 			var s Secret
-			if err := dec.Decode(&s); err != nil {
+			if err := records.secret(&s); err != nil {
 				return nil, fmt.Errorf("read secret record: %w", err)
-			}
-			s.KMSKey, s.CreatedBy = intern(s.KMSKey), intern(s.CreatedBy)
-			for _, v := range s.Versions {
-				v.KMSKey, v.CreatedBy, v.Origin = intern(v.KMSKey), intern(v.CreatedBy), intern(v.Origin)
 			}
 			st.Secrets.insert(&s) // a fresh tree, published only when complete
 		case recKey:
