@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -70,8 +71,10 @@ func (r *recordDecoder) versions() ([]*Version, error) {
 	if err != nil || n < 0 {
 		return nil, err
 	}
-	vs := make([]*Version, n)
-	for i := range vs {
+	// The length comes from the file: a corrupt or crafted one must not
+	// allocate more than the versions actually present.
+	vs := make([]*Version, 0, min(n, 64))
+	for i := range n {
 		c, err := r.dec.PeekCode()
 		if err != nil {
 			return nil, err
@@ -80,12 +83,14 @@ func (r *recordDecoder) versions() ([]*Version, error) {
 			if err := r.dec.DecodeNil(); err != nil {
 				return nil, err
 			}
+			vs = append(vs, nil)
 			continue
 		}
-		vs[i] = new(Version)
-		if err := r.version(vs[i]); err != nil {
+		v := new(Version)
+		if err := r.version(v); err != nil {
 			return nil, fmt.Errorf("version %d: %w", i+1, err)
 		}
+		vs = append(vs, v)
 	}
 	return vs, nil
 }
@@ -132,17 +137,24 @@ func (r *recordDecoder) version(v *Version) error {
 }
 
 // bytes reads a string (or nil) into the reused buffer: valid until the
-// next call.
+// next call. The buffer grows as bytes arrive, so a length prefix larger
+// than the data left allocates no more than that data (plus a chunk).
 func (r *recordDecoder) bytes() ([]byte, error) {
 	n, err := r.dec.DecodeBytesLen()
 	if err != nil || n <= 0 {
 		return nil, err
 	}
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
+	const chunk = 64 << 10
+	b := r.buf[:0]
+	for len(b) < n {
+		k := min(n-len(b), chunk)
+		b = slices.Grow(b, k)[:len(b)+k]
+		if err := r.dec.ReadFull(b[len(b)-k:]); err != nil {
+			return nil, err
+		}
 	}
-	b := r.buf[:n]
-	return b, r.dec.ReadFull(b)
+	r.buf = b
+	return b, nil
 }
 
 // shared reads a string that repeats across records, allocating it only

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -106,5 +107,30 @@ func TestRecordDecoderUnknownAndBad(t *testing.T) {
 	mistyped, _ := msgpack.Marshal(map[string]any{"p": 5, "vs": "x"})
 	if err := newRecordDecoder(msgpack.NewDecoder(bytes.NewReader(mistyped))).secret(&s); err == nil {
 		t.Fatal("a mistyped record decoded without error")
+	}
+}
+
+// TestRecordDecoderLyingLengths: lengths larger than the data (a corrupt
+// or crafted snapshot file) fail without allocating what they claim.
+func TestRecordDecoderLyingLengths(t *testing.T) {
+	for name, data := range map[string][]byte{
+		// {"vs": array32 of 2^31 versions}, then nothing
+		"versions": append([]byte{0x81, 0xa2, 'v', 's', 0xdd}, 0x80, 0, 0, 0),
+		// {"k": str32 of 2^31 bytes}, then 3 bytes
+		"string": append([]byte{0x81, 0xa1, 'k', 0xdb}, 0x80, 0, 0, 0, 'a', 'b', 'c'),
+		// a key of 2^31 bytes
+		"key": append([]byte{0x81, 0xdb}, 0x80, 0, 0, 0, 'a'),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var s Secret
+		err := newRecordDecoder(msgpack.NewDecoder(bytes.NewReader(data))).secret(&s)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("%s: a truncated record decoded without error", name)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+			t.Errorf("%s: allocated %d bytes for a record of %d", name, grew, len(data))
+		}
 	}
 }
