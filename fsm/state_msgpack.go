@@ -18,7 +18,8 @@ import (
 type recordDecoder struct {
 	dec  *msgpack.Decoder
 	seen map[string]string // one copy of each key name, accessor and origin
-	buf  []byte
+	key  []byte            // the field name being decoded
+	buf  []byte            // a shared string being read
 }
 
 func newRecordDecoder(dec *msgpack.Decoder) *recordDecoder {
@@ -31,7 +32,7 @@ func (r *recordDecoder) secret(s *Secret) error {
 		return err
 	}
 	for range max(n, 0) {
-		key, err := r.bytes()
+		key, err := r.bytes(&r.key)
 		if err != nil {
 			return err
 		}
@@ -101,7 +102,7 @@ func (r *recordDecoder) version(v *Version) error {
 		return err
 	}
 	for range max(n, 0) {
-		key, err := r.bytes()
+		key, err := r.bytes(&r.key)
 		if err != nil {
 			return err
 		}
@@ -136,16 +137,16 @@ func (r *recordDecoder) version(v *Version) error {
 	return nil
 }
 
-// bytes reads a string (or nil) into the reused buffer: valid until the
-// next call. The buffer grows as bytes arrive, so a length prefix larger
+// bytes reads a string (or nil) into *buf, reused: valid until the next
+// read into it. The buffer grows as bytes arrive, so a length prefix larger
 // than the data left allocates no more than that data (plus a chunk).
-func (r *recordDecoder) bytes() ([]byte, error) {
+func (r *recordDecoder) bytes(buf *[]byte) ([]byte, error) {
 	n, err := r.dec.DecodeBytesLen()
 	if err != nil || n <= 0 {
 		return nil, err
 	}
 	const chunk = 64 << 10
-	b := r.buf[:0]
+	b := (*buf)[:0]
 	for len(b) < n {
 		k := min(n-len(b), chunk)
 		b = slices.Grow(b, k)[:len(b)+k]
@@ -153,14 +154,14 @@ func (r *recordDecoder) bytes() ([]byte, error) {
 			return nil, err
 		}
 	}
-	r.buf = b
+	*buf = b
 	return b, nil
 }
 
 // shared reads a string that repeats across records, allocating it only
 // the first time it is seen.
 func (r *recordDecoder) shared() (string, error) {
-	b, err := r.bytes()
+	b, err := r.bytes(&r.buf)
 	if err != nil || len(b) == 0 {
 		return "", err
 	}

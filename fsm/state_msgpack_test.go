@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -104,9 +105,15 @@ func TestRecordDecoderUnknownAndBad(t *testing.T) {
 		var s Secret
 		_ = newRecordDecoder(msgpack.NewDecoder(bytes.NewReader(full[:cut]))).secret(&s)
 	}
-	mistyped, _ := msgpack.Marshal(map[string]any{"p": 5, "vs": "x"})
-	if err := newRecordDecoder(msgpack.NewDecoder(bytes.NewReader(mistyped))).secret(&s); err == nil {
-		t.Fatal("a mistyped record decoded without error")
+	mistyped, _ := msgpack.Marshal(map[string]any{"p": 5})
+	if err := newRecordDecoder(msgpack.NewDecoder(bytes.NewReader(mistyped))).secret(&s); err == nil || !strings.Contains(err.Error(), `field "p"`) {
+		t.Fatalf("a mistyped record: %v, want an error naming field \"p\"", err)
+	}
+	// {"cb": a 9-byte string of which 2 bytes are there}: the error names
+	// the field, not the bytes of the value read after it.
+	truncated := []byte{0x81, 0xa2, 'c', 'b', 0xa9, 'x', 'y'}
+	if err := newRecordDecoder(msgpack.NewDecoder(bytes.NewReader(truncated))).secret(&s); err == nil || !strings.Contains(err.Error(), `field "cb"`) {
+		t.Fatalf("a truncated record: %v, want an error naming field \"cb\"", err)
 	}
 }
 

@@ -47,6 +47,7 @@ type Node struct {
 	// Read-index rounds (readrounds.go): asking the leader, and as the
 	// leader confirming leadership.
 	remoteReads, leaderReads *readRounds
+	started                  atomic.Bool // raft and the proposer exist: RPCs can be served
 
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
@@ -70,6 +71,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("a node id is required (--node-id)")
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger, keys: kms.NewMaterialCache(cfg.RootKeys), shutdownCh: make(chan struct{}), leaderCh: make(chan struct{})}
+	n.remoteReads = newReadRounds(n.shutdownCh, apitypes.MaxMinIndexWait, n.askLeaderReadIndex)
+	n.leaderReads = newReadRounds(n.shutdownCh, apitypes.MaxMinIndexWait, func(context.Context) (uint64, error) { return n.leaderReadIndex() })
 	if err := n.start(); err != nil {
 		n.Close()
 		return nil, err
@@ -180,8 +183,7 @@ func (n *Node) start() error {
 		}
 	}
 	n.prop = newProposer(n)
-	n.remoteReads = newReadRounds(apitypes.MaxMinIndexWait, n.askLeaderReadIndex)
-	n.leaderReads = newReadRounds(apitypes.MaxMinIndexWait, func(context.Context) (uint64, error) { return n.leaderReadIndex() })
+	n.started.Store(true) // handleRPC may use everything above
 	n.observeLeaders()
 	// Gossip first: the loops below read n.ml and n.gossip, which it sets.
 	if !cfg.Dev {

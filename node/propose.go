@@ -318,7 +318,6 @@ func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode forwarded commands: %w", err)
 	}
-	ForwardCommands.Observe(float64(len(cmds)))
 	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 	defer cancel()
 	// If the leader changes meanwhile (it died), stop waiting for it.
@@ -333,6 +332,7 @@ func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 		case <-ctx.Done():
 		}
 	}()
+	ForwardCommands.Observe(float64(len(cmds)))
 	out, err := n.rpc.Call(ctx, string(addr), rpcForward, body)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {

@@ -96,8 +96,20 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return n.remoteReads.get(ctx)
 }
 
-// askLeaderReadIndex asks the leader for its confirmed commit index.
+// askLeaderReadIndex asks the leader for its confirmed commit index. If the
+// leader changes meanwhile (it died), it stops waiting for it: the requests
+// sharing the round fail fast and the next round asks the new leader.
 func (n *Node) askLeaderReadIndex(ctx context.Context) (uint64, error) {
+	changed := n.leaderWatch()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	out, err := n.callLeader(ctx, rpcReadIndex, nil)
 	if err != nil {
 		return 0, err

@@ -16,8 +16,13 @@ import (
 // `consistency: leader` read on a follower cost an RPC to the leader and a
 // VerifyLeader there, each with its own heartbeat notifications.
 type readRounds struct {
-	fetch   func(context.Context) (uint64, error)
-	timeout time.Duration // bounds one fetch; waiters also honour their own ctx
+	fetch func(context.Context) (uint64, error)
+	// timeout is the deadline of the ctx each fetch gets (a follower's RPC
+	// honours it; the leader's Raft futures end when leadership is lost),
+	// and base is cancelled when the node shuts down. Waiters also honour
+	// their own ctx.
+	timeout time.Duration
+	base    context.Context
 
 	mu      sync.Mutex
 	running bool       // a round is being fetched
@@ -31,8 +36,14 @@ type readRound struct {
 	joined int // requests sharing this round
 }
 
-func newReadRounds(timeout time.Duration, fetch func(context.Context) (uint64, error)) *readRounds {
-	return &readRounds{fetch: fetch, timeout: timeout}
+// newReadRounds returns rounds of fetch that stop when stop is closed.
+func newReadRounds(stop <-chan struct{}, timeout time.Duration, fetch func(context.Context) (uint64, error)) *readRounds {
+	base, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-stop
+		cancel()
+	}()
+	return &readRounds{fetch: fetch, timeout: timeout, base: base}
 }
 
 // get returns a read index confirmed after the call began.
@@ -52,14 +63,16 @@ func (r *readRounds) get(ctx context.Context) (uint64, error) {
 	case <-rd.done:
 		return rd.idx, rd.err
 	case <-ctx.Done():
-		return 0, errs.New(errs.Unavailable, "timed out confirming the read index with the leader: %v", ctx.Err())
+		return 0, errs.New(errs.Unavailable, "confirming the read index with the leader: %v", ctx.Err())
+	case <-r.base.Done():
+		return 0, errs.New(errs.Unavailable, "node is shutting down")
 	}
 }
 
 // run fetches rd, then every round that gathered requests meanwhile.
 func (r *readRounds) run(rd *readRound) {
 	for rd != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		ctx, cancel := context.WithTimeout(r.base, r.timeout)
 		rd.idx, rd.err = r.fetch(ctx)
 		cancel()
 		close(rd.done)

@@ -17,7 +17,7 @@ import (
 func TestReadRoundsCoalesce(t *testing.T) {
 	var fetches atomic.Uint64
 	release := make(chan struct{})
-	r := newReadRounds(time.Minute, func(context.Context) (uint64, error) {
+	r := newReadRounds(nil, time.Minute, func(context.Context) (uint64, error) {
 		<-release
 		return fetches.Add(1) * 100, nil
 	})
@@ -71,7 +71,7 @@ func TestReadRoundsErrorAndTimeout(t *testing.T) {
 	fail := errs.New(errs.Unavailable, "no leader")
 	var calls atomic.Int32
 	block := make(chan struct{})
-	r := newReadRounds(time.Minute, func(context.Context) (uint64, error) {
+	r := newReadRounds(nil, time.Minute, func(context.Context) (uint64, error) {
 		switch calls.Add(1) {
 		case 1:
 			return 0, fail
@@ -104,5 +104,37 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestReadRoundsStop: when the node shuts down, waiting requests and the
+// round's fetch end at once.
+func TestReadRoundsStop(t *testing.T) {
+	stop := make(chan struct{})
+	fetchEnded := make(chan error, 1)
+	r := newReadRounds(stop, time.Hour, func(ctx context.Context) (uint64, error) {
+		<-ctx.Done()
+		fetchEnded <- ctx.Err()
+		return 0, ctx.Err()
+	})
+	got := make(chan error, 1)
+	go func() {
+		_, err := r.get(context.Background())
+		got <- err
+	}()
+	waitFor(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.running })
+	close(stop)
+	select {
+	case err := <-got:
+		if e := errs.As(err); e == nil || e.Code != errs.Unavailable {
+			t.Fatalf("get after shutdown = %v, want Unavailable", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a waiting request outlived the shutdown")
+	}
+	select {
+	case <-fetchEnded:
+	case <-time.After(time.Minute):
+		t.Fatal("the round's fetch outlived the shutdown")
 	}
 }

@@ -32,6 +32,9 @@ type nodeStatus struct {
 }
 
 func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte, error) {
+	if !n.started.Load() { // the cluster port listens before Raft has started
+		return nil, errs.New(errs.Unavailable, "node is starting")
+	}
 	switch method {
 	case rpcForward:
 		var cmds [][]byte

@@ -86,6 +86,9 @@ func TestClusterConsistencyLeaderConcurrent(t *testing.T) {
 	acked := 0 // the highest value whose write was acknowledged
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopReaders := func() { stopOnce.Do(func() { close(done); wg.Wait() }) }
+	defer stopReaders() // also when the writer fails the test
 	var reads, bad int
 	for r := range 16 {
 		cl := c.Client(f[r%2])
@@ -126,8 +129,7 @@ func TestClusterConsistencyLeaderConcurrent(t *testing.T) {
 		acked = i
 		mu.Unlock()
 	}
-	close(done)
-	wg.Wait()
+	stopReaders()
 	if reads < 60 || bad > 0 {
 		t.Fatalf("%d leader reads, %d stale", reads, bad)
 	}
