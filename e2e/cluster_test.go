@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -484,6 +485,25 @@ func testBenchCLI(t *testing.T, c *cluster, leader *server, fs []*server) {
 		if r.code != 0 || json.Unmarshal(r.stdout, &res) != nil || res.Ops == 0 || res.P99Ms <= 0 || len(res.Errors) > 0 {
 			t.Fatalf("%v\nparsed %+v", r, res)
 		}
+	}
+	// --target picks the followers, or the leader, among the listed nodes.
+	for target, want := range map[string][]string{"followers": {fs[0].url, fs[1].url}, "leader": {leader.url}} {
+		r := c.cli(t, leader, "", nil, "bench", "--json", "--prepare=false", "--duration", "200ms", "--warmup", "0s", "--concurrency", "2",
+			"--workload", "get", "--keys", "10", "--prefix", "/e2e-bench", "--nodes", nodes, "--target", target)
+		var res struct {
+			Targets []string `json:"targets"`
+		}
+		if r.code != 0 || json.Unmarshal(r.stdout, &res) != nil {
+			t.Fatalf("--target %s: %v", target, r)
+		}
+		slices.Sort(res.Targets)
+		slices.Sort(want)
+		if !slices.Equal(res.Targets, want) {
+			t.Fatalf("--target %s ran against %v, want %v", target, res.Targets, want)
+		}
+	}
+	if r := c.cli(t, leader, "", nil, "bench", "--target", "everyone"); r.code != 2 {
+		t.Fatalf("a bad --target: %v", r)
 	}
 	r := c.cli(t, leader, "cfr_wrong", nil, "bench", "--json", "--prepare=false", "--duration", "200ms", "--warmup", "0s", "--concurrency", "2", "--workload", "get", "--prefix", "/e2e-bench")
 	if r.code != 0 || !strings.Contains(string(r.stdout), `"Unauthenticated"`) {

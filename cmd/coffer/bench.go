@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/cofferhq/coffer/bench"
 	"github.com/cofferhq/coffer/client"
+	"github.com/cofferhq/coffer/errs"
 )
 
 // runBench is `coffer bench`: a load generator against a running cluster.
@@ -16,6 +18,7 @@ func runBench(a *app, args []string) int {
 	var (
 		cfg      bench.Config
 		targets  string
+		target   string
 		jsonOut  bool
 		prepare  bool
 		token    string
@@ -31,11 +34,15 @@ func runBench(a *app, args []string) int {
 	c.fs.IntVar(&cfg.BatchSize, "batch-size", 10, "batch-get: paths per request")
 	c.fs.StringVar(&cfg.Prefix, "prefix", "/bench", "folder of the benchmark's secrets")
 	c.fs.StringVar(&targets, "nodes", "", "comma-separated node URLs (default $COFFER_ADDR); clients are spread over them")
+	c.fs.StringVar(&target, "target", "all", "which of --nodes get clients: all, followers (those following now) or leader")
 	c.fs.StringVar(&token, "token", "", "token (default $COFFER_TOKEN)")
 	c.fs.BoolVar(&prepare, "prepare", true, "create the secrets first (existing ones are kept)")
 	c.fs.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	if _, code := c.parse(args, 0, 0); code >= 0 {
 		return code
+	}
+	if target != "all" && target != "followers" && target != "leader" {
+		return c.usageErr("--target must be all, followers or leader (got %q)", target)
 	}
 	cfg.Duration, cfg.Warmup = *duration, *warmup
 	if token == "" {
@@ -61,6 +68,9 @@ func runBench(a *app, args []string) int {
 			cfg.Targets = append(cfg.Targets, t)
 		}
 	}
+	if cfg.Targets, err = pickTargets(a.ctx, cfg.Targets, target, a.getenv(client.EnvCACert)); err != nil {
+		return a.fail(err)
+	}
 	if prepare {
 		if err := bench.Prepare(a.ctx, cfg); err != nil {
 			fmt.Fprintln(a.stderr, "error: prepare:", err)
@@ -80,4 +90,31 @@ func runBench(a *app, args []string) int {
 	}
 	bench.Format(a.stdout, res)
 	return 0
+}
+
+// pickTargets keeps the nodes of urls that --target asks for, by the role
+// each reports in its health answer: load can be spread over the followers,
+// or pinned to the leader, without knowing which node leads now.
+func pickTargets(ctx context.Context, urls []string, target, cacert string) ([]string, error) {
+	if target == "all" {
+		return urls, nil
+	}
+	var picked []string
+	for _, u := range urls {
+		cl, err := client.New(u, "", client.WithCACertFile(cacert))
+		if err != nil {
+			return nil, err
+		}
+		h, _, err := cl.Health(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("--target %s: health of %s: %w", target, u, err)
+		}
+		if (target == "leader" && h.Role == "leader") || (target == "followers" && h.Role == "follower") {
+			picked = append(picked, u)
+		}
+	}
+	if len(picked) == 0 {
+		return nil, errs.New(errs.Unavailable, "--target %s: no node of %s has that role now", target, strings.Join(urls, ", "))
+	}
+	return picked, nil
 }
