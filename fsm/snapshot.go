@@ -94,7 +94,12 @@ func WriteState(w io.Writer, st *State) error {
 		}
 		return err != nil // stop walking on error
 	}
-	st.Secrets.Ascend("", func(v *Secret) bool { return !put(recSecret, v) })
+	st.Secrets.Ascend("", func(v *Secret) bool {
+		if err = enc.EncodeUint8(recSecret); err == nil {
+			err = writeSecret(enc, v)
+		}
+		return err == nil
+	})
 	if err == nil {
 		st.Keys.Root().Walk(func(_ []byte, v *Key) bool { return put(recKey, v) })
 	}
