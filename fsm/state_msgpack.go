@@ -8,13 +8,13 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// recordDecoder decodes a snapshot's secret records by hand. They are
-// written by msgpack's reflective encoder, as maps keyed by the fields'
-// tags; decoding them by reflection, and interning their repeated strings
-// through unique.Make, was most of a restore (seconds for a node holding a
-// million secrets). This reads the same format, so the snapshot bytes do not
-// change: unknown keys are skipped and absent ones leave the zero value, as
-// the reflective decoder does.
+// recordDecoder decodes a snapshot's secret records by hand. They are maps
+// keyed by the fields' tags, the format msgpack's reflective encoder gives
+// them (writeSecret below writes the same bytes, faster); decoding them by
+// reflection, and interning their repeated strings through unique.Make, was
+// most of a restore (seconds for a node holding a million secrets). Unknown
+// keys are skipped and absent ones leave the zero value, as the reflective
+// decoder does, so older and newer snapshots read the same.
 type recordDecoder struct {
 	dec  *msgpack.Decoder
 	seen map[string]string // one copy of each key name, accessor and origin
