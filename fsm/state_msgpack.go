@@ -27,15 +27,7 @@ func newRecordDecoder(dec *msgpack.Decoder) *recordDecoder {
 }
 
 func (r *recordDecoder) secret(s *Secret) error {
-	n, err := r.dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
-	for range max(n, 0) {
-		key, err := r.bytes(&r.key)
-		if err != nil {
-			return err
-		}
+	return r.fields(func(key []byte) (err error) {
 		switch string(key) {
 		case "p":
 			s.Path, err = r.dec.DecodeString()
@@ -60,11 +52,8 @@ func (r *recordDecoder) secret(s *Secret) error {
 		default:
 			err = r.dec.Skip()
 		}
-		if err != nil {
-			return fmt.Errorf("field %q: %w", key, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func (r *recordDecoder) versions() ([]*Version, error) {
@@ -97,15 +86,7 @@ func (r *recordDecoder) versions() ([]*Version, error) {
 }
 
 func (r *recordDecoder) version(v *Version) error {
-	n, err := r.dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
-	for range max(n, 0) {
-		key, err := r.bytes(&r.key)
-		if err != nil {
-			return err
-		}
+	return r.fields(func(key []byte) (err error) {
 		switch string(key) {
 		case "n":
 			v.Version, err = r.dec.DecodeUint64()
@@ -130,8 +111,28 @@ func (r *recordDecoder) version(v *Version) error {
 		default:
 			err = r.dec.Skip()
 		}
+		return err
+	})
+}
+
+// fields decodes a record's map, handing each key to field, which decodes
+// (or skips) its value; an error names the field.
+func (r *recordDecoder) fields(field func(key []byte) error) error {
+	n, err := r.dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	for range max(n, 0) {
+		key, err := r.bytes(&r.key)
 		if err != nil {
-			return fmt.Errorf("field %q: %w", key, err)
+			return err
+		}
+		// The value may hold records of its own (versions), whose keys
+		// reuse r.key: keep this one for the error.
+		var name [8]byte
+		k := copy(name[:], key)
+		if err := field(key); err != nil {
+			return fmt.Errorf("field %q: %w", string(name[:k]), err)
 		}
 	}
 	return nil
@@ -199,33 +200,34 @@ func writeSecret(enc *msgpack.Encoder, s *Secret) error {
 		w.str("d", s.Description)
 	}
 	if len(s.Labels) > 0 {
-		w.value("l", s.Labels)
+		w.field("l", func() error { return enc.Encode(s.Labels) })
 	}
 	if s.AccessPolicy != nil {
-		w.value("ap", s.AccessPolicy)
+		w.field("ap", func() error { return enc.Encode(s.AccessPolicy) })
 	}
 	w.int64("ca", s.CreatedAt)
 	w.str("cb", s.CreatedBy)
 	w.int64("ua", s.UpdatedAt)
-	w.key("vs")
-	switch {
-	case w.err != nil:
-	case s.Versions == nil:
-		w.err = enc.EncodeNil()
-	default:
-		w.err = enc.EncodeArrayLen(len(s.Versions))
-		for _, v := range s.Versions {
-			if w.err != nil {
-				break
-			}
-			if v == nil {
-				w.err = enc.EncodeNil()
-				continue
-			}
-			w.err = writeVersion(enc, v)
+	w.field("vs", func() error { return writeVersions(enc, s.Versions) })
+	return w.err
+}
+
+func writeVersions(enc *msgpack.Encoder, vs []*Version) error {
+	if vs == nil {
+		return enc.EncodeNil()
+	}
+	err := enc.EncodeArrayLen(len(vs))
+	for _, v := range vs {
+		if err != nil {
+			break
+		}
+		if v == nil {
+			err = enc.EncodeNil()
+		} else {
+			err = writeVersion(enc, v)
 		}
 	}
-	return w.err
+	return err
 }
 
 func writeVersion(enc *msgpack.Encoder, v *Version) error {
@@ -241,39 +243,21 @@ func writeVersion(enc *msgpack.Encoder, v *Version) error {
 	}
 	w := fieldWriter{enc: enc}
 	w.err = enc.EncodeMapLen(n)
-	w.key("n")
-	if w.err == nil {
-		w.err = enc.EncodeUint64(v.Version)
-	}
+	w.field("n", func() error { return enc.EncodeUint64(v.Version) })
 	if v.Destroyed {
-		w.key("x")
-		if w.err == nil {
-			w.err = enc.EncodeBool(true)
-		}
+		w.field("x", func() error { return enc.EncodeBool(true) })
 	}
 	w.int64("ca", v.CreatedAt)
 	w.str("cb", v.CreatedBy)
 	w.str("o", v.Origin)
-	w.key("sz")
-	if w.err == nil {
-		w.err = enc.EncodeInt(int64(v.Size))
-	}
+	w.field("sz", func() error { return enc.EncodeInt(int64(v.Size)) })
 	w.str("k", v.KMSKey)
-	w.key("kv")
-	if w.err == nil {
-		w.err = enc.EncodeUint32(v.KMSKeyVersion)
-	}
+	w.field("kv", func() error { return enc.EncodeUint32(v.KMSKeyVersion) })
 	if len(v.Ciphertext) > 0 {
-		w.key("ct")
-		if w.err == nil {
-			w.err = enc.EncodeBytes(v.Ciphertext)
-		}
+		w.field("ct", func() error { return enc.EncodeBytes(v.Ciphertext) })
 	}
 	if len(v.WrappedDEK) > 0 {
-		w.key("dek")
-		if w.err == nil {
-			w.err = enc.EncodeBytes(v.WrappedDEK)
-		}
+		w.field("dek", func() error { return enc.EncodeBytes(v.WrappedDEK) })
 	}
 	return w.err
 }
@@ -284,26 +268,18 @@ type fieldWriter struct {
 	err error
 }
 
-func (w *fieldWriter) key(k string) {
+// field writes key k, then its value with value, unless an error came first.
+func (w *fieldWriter) field(k string, value func() error) {
 	if w.err == nil {
 		w.err = w.enc.EncodeString(k)
 	}
-}
-
-func (w *fieldWriter) str(k, v string) {
-	if w.key(k); w.err == nil {
-		w.err = w.enc.EncodeString(v)
+	if w.err == nil {
+		w.err = value()
 	}
 }
+
+func (w *fieldWriter) str(k, v string) { w.field(k, func() error { return w.enc.EncodeString(v) }) }
 
 func (w *fieldWriter) int64(k string, v int64) {
-	if w.key(k); w.err == nil {
-		w.err = w.enc.EncodeInt64(v)
-	}
-}
-
-func (w *fieldWriter) value(k string, v any) {
-	if w.key(k); w.err == nil {
-		w.err = w.enc.Encode(v)
-	}
+	w.field(k, func() error { return w.enc.EncodeInt64(v) })
 }
