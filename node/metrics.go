@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -60,6 +62,22 @@ func (n *Node) leaderChanged() {
 	close(n.leaderCh)
 	n.leaderCh = make(chan struct{})
 	n.leaderMu.Unlock()
+}
+
+// untilLeaderChange returns ctx, also cancelled at the next leader change
+// (a call waiting on a leader that died gives up at once); cancel releases
+// it.
+func (n *Node) untilLeaderChange(ctx context.Context) (context.Context, context.CancelFunc) {
+	changed := n.leaderWatch()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // leaderWatch returns a channel closed at the next leader change.

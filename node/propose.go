@@ -321,17 +321,11 @@ func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 	defer cancel()
 	// If the leader changes meanwhile (it died), stop waiting for it.
-	changed := n.leaderWatch()
+	ctx, stopWatch := n.untilLeaderChange(ctx)
+	defer stopWatch()
 	if cur, _ := n.raft.LeaderWithID(); cur != addr {
 		return nil, errs.New(errs.Unavailable, msgNotLeader)
 	}
-	go func() {
-		select {
-		case <-changed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	ForwardCommands.Observe(float64(len(cmds)))
 	out, err := n.rpc.Call(ctx, string(addr), rpcForward, body)
 	if err != nil {

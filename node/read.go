@@ -100,16 +100,8 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 // leader changes meanwhile (it died), it stops waiting for it: the requests
 // sharing the round fail fast and the next round asks the new leader.
 func (n *Node) askLeaderReadIndex(ctx context.Context) (uint64, error) {
-	changed := n.leaderWatch()
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := n.untilLeaderChange(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-changed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	out, err := n.callLeader(ctx, rpcReadIndex, nil)
 	if err != nil {
 		return 0, err
