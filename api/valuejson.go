@@ -25,7 +25,7 @@ func writeSecretValue(w http.ResponseWriter, v *apitypes.GetSecretValueResponse)
 	bp := valueBufs.Get().(*[]byte)
 	// Room for the whole answer first: growing the buffer midway would
 	// leave the value in the abandoned array, unwiped.
-	b := slices.Grow((*bp)[:0], secretValueJSONBound(v))
+	b := slices.Grow((*bp)[:0], v.JSONSizeBound())
 	b = appendSecretValueJSON(b, v)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -37,9 +37,6 @@ func writeSecretValue(w http.ResponseWriter, v *apitypes.GetSecretValueResponse)
 	*bp = b[:0]
 	valueBufs.Put(bp)
 }
-
-// secretValueJSONBound bounds the size of appendSecretValueJSON's output.
-func secretValueJSONBound(v *apitypes.GetSecretValueResponse) int { return v.JSONSizeBound() }
 
 // appendSecretValueJSON appends what json.NewEncoder(w).Encode(v) writes.
 func appendSecretValueJSON(b []byte, v *apitypes.GetSecretValueResponse) []byte {

@@ -62,8 +62,8 @@ func TestValueJSONMatchesEncodingJSON(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("for %#v\n got %s\nwant %s", v, got, want)
 		}
-		if len(got) > secretValueJSONBound(v) {
-			t.Fatalf("answer of %d bytes, over its bound %d: the buffer would grow and leave a copy of the value", len(got), secretValueJSONBound(v))
+		if len(got) > v.JSONSizeBound() {
+			t.Fatalf("answer of %d bytes, over its bound %d: the buffer would grow and leave a copy of the value", len(got), v.JSONSizeBound())
 		}
 	}
 }
@@ -88,8 +88,8 @@ func FuzzValueJSON(f *testing.F) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got %s\nwant %s", got, want)
 		}
-		if len(got) > secretValueJSONBound(v) {
-			t.Fatalf("answer of %d bytes, over its bound %d", len(got), secretValueJSONBound(v))
+		if len(got) > v.JSONSizeBound() {
+			t.Fatalf("answer of %d bytes, over its bound %d", len(got), v.JSONSizeBound())
 		}
 	})
 }
