@@ -31,6 +31,20 @@ var (
 		Name: "coffer_audit_batch_entries", Help: "Audit entries committed per Raft log entry.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 	})
+	// CommitSeconds is how long a batch took on the leader from raft.Apply
+	// to its results: the leader's fsync, a majority's AppendEntries and
+	// fsync, and the leader's apply. It is the Raft round a write or a
+	// read's audit entries wait for.
+	CommitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "coffer_raft_commit_seconds", Help: "Time from submitting a batch to Raft to its results on the leader.",
+		Buckets: prometheus.ExponentialBuckets(0.000125, 2, 14),
+	})
+	// ForwardSeconds is how long a follower waited for the leader's answer
+	// to a forwarded batch (the leader's queue, its Raft round, two hops).
+	ForwardSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "coffer_forward_seconds", Help: "Time from forwarding a batch to the leader to its answer.",
+		Buckets: prometheus.ExponentialBuckets(0.000125, 2, 14),
+	})
 )
 
 // observeLeaders counts leader changes through a Raft observer.

@@ -327,7 +327,9 @@ func (n *Node) commit(cmds [][]byte) ([]fsm.Result, error) {
 		return nil, errs.New(errs.Unavailable, msgNotLeader)
 	}
 	ForwardCommands.Observe(float64(len(cmds)))
+	start := time.Now()
 	out, err := n.rpc.Call(ctx, string(addr), rpcForward, body)
+	ForwardSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, errs.New(errs.Unavailable, "the leader changed while the write was forwarded; its outcome is unknown")
@@ -347,8 +349,11 @@ func (n *Node) applyBatch(cmds [][]byte) ([]fsm.Result, error) {
 		return nil, err
 	}
 	BatchCommands.Observe(float64(len(cmds)))
+	start := time.Now()
 	f := n.raft.Apply(data, applyTimeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	CommitSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
 			return nil, errs.New(errs.Unavailable, msgNotSubmitted)
