@@ -37,6 +37,13 @@ func (e AuditEntry) EncodeMsgpack(enc *msgpack.Encoder) error {
 
 // DecodeMsgpack reads the encoding of EncodeMsgpack.
 func (e *AuditEntry) DecodeMsgpack(dec *msgpack.Decoder) error {
+	return e.DecodeMsgpackStrings(dec, dec.DecodeString)
+}
+
+// DecodeMsgpackStrings is DecodeMsgpack reading each string field with str
+// (which must read one msgpack string from dec): a decoder of many entries
+// can keep one copy of the strings that repeat across them.
+func (e *AuditEntry) DecodeMsgpackStrings(dec *msgpack.Decoder, str func() (string, error)) error {
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
 		return err
@@ -55,23 +62,27 @@ func (e *AuditEntry) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return err
 	}
 	for _, p := range strs {
-		if *p, err = dec.DecodeString(); err != nil {
+		if *p, err = str(); err != nil {
 			return err
 		}
 	}
 	if e.Version, err = dec.DecodeUint64(); err != nil {
 		return err
 	}
-	if e.KMSKey, err = dec.DecodeString(); err != nil {
+	if e.KMSKey, err = str(); err != nil {
 		return err
 	}
 	if kv, err = dec.DecodeUint64(); err != nil {
 		return err
 	}
-	for _, p := range []*string{&e.Result, &e.ErrorCode, &e.Reason, &hashes} {
-		if *p, err = dec.DecodeString(); err != nil {
+	for _, p := range []*string{&e.Result, &e.ErrorCode, &e.Reason} {
+		if *p, err = str(); err != nil {
 			return err
 		}
+	}
+	// The hashes are unique to each entry: not worth a lookup.
+	if hashes, err = dec.DecodeString(); err != nil {
+		return err
 	}
 	e.KMSKeyVersion = uint32(kv)
 	e.Time = time.Time{}

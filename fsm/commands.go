@@ -249,8 +249,19 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		return nil, fmt.Errorf("decode batch: %w", err)
 	}
 	b := &Batch{Time: w.Time, Cmds: make([]Envelope, len(w.Cmds))}
+	// Every node decodes every entry. One decoder serves all its commands,
+	// and strings that repeat across them (node, actions, accessor, token
+	// name, source, path, key, a read's request id in its two entries) are
+	// allocated once: a decoder per command and a string per field were
+	// most of the apply of read-audit commands.
+	var r bytes.Reader
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	strs := newRecordDecoder(dec)
 	for i, c := range w.Cmds {
-		if err := msgpack.Unmarshal(c, &b.Cmds[i]); err != nil {
+		r.Reset(c)
+		dec.Reset(&r)
+		if err := b.Cmds[i].decode(dec, strs.shared); err != nil {
 			return nil, fmt.Errorf("decode command %d of batch: %w", i, err)
 		}
 	}
@@ -337,6 +348,11 @@ func (e Envelope) EncodeMsgpack(enc *msgpack.Encoder) error {
 
 // DecodeMsgpack reads the encoding of EncodeMsgpack.
 func (e *Envelope) DecodeMsgpack(dec *msgpack.Decoder) error {
+	return e.decode(dec, dec.DecodeString)
+}
+
+// decode is DecodeMsgpack reading the string fields with str.
+func (e *Envelope) decode(dec *msgpack.Decoder, str func() (string, error)) error {
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
 		return err
@@ -353,7 +369,7 @@ func (e *Envelope) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return err
 	}
 	for _, p := range []*string{&e.Caller, &e.Action, &e.Path, &e.Source} {
-		if *p, err = dec.DecodeString(); err != nil {
+		if *p, err = str(); err != nil {
 			return err
 		}
 	}
@@ -365,7 +381,7 @@ func (e *Envelope) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if na > 0 {
 		e.Audit = make([]apitypes.AuditEntry, na)
 		for i := range e.Audit {
-			if err := e.Audit[i].DecodeMsgpack(dec); err != nil {
+			if err := e.Audit[i].DecodeMsgpackStrings(dec, str); err != nil {
 				return err
 			}
 		}

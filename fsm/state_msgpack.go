@@ -14,12 +14,17 @@ import (
 // reflection, and interning their repeated strings through unique.Make, was
 // most of a restore (seconds for a node holding a million secrets). Unknown
 // keys are skipped and absent ones leave the zero value, as the reflective
-// decoder does, so older and newer snapshots read the same.
+// decoder does, so older and newer snapshots read the same. DecodeBatch
+// uses its shared strings for the commands of a log entry.
 type recordDecoder struct {
 	dec  *msgpack.Decoder
 	seen map[string]string // one copy of each key name, accessor and origin
 	key  []byte            // the field name being decoded
 	buf  []byte            // a shared string being read
+	// recent caches seen strings by a cheap hash of their bytes: most
+	// shared strings repeat the one read last in their place, and a
+	// comparison costs less than the map's hashing.
+	recent [64]string
 }
 
 func newRecordDecoder(dec *msgpack.Decoder) *recordDecoder {
@@ -166,11 +171,16 @@ func (r *recordDecoder) shared() (string, error) {
 	if err != nil || len(b) == 0 {
 		return "", err
 	}
-	if s, ok := r.seen[string(b)]; ok {
-		return s, nil
+	slot := &r.recent[(len(b)*31+int(b[0])*7+int(b[len(b)-1]))%len(r.recent)]
+	if *slot == string(b) {
+		return *slot, nil
 	}
-	s := string(b)
-	r.seen[s] = s
+	s, ok := r.seen[string(b)]
+	if !ok {
+		s = string(b)
+		r.seen[s] = s
+	}
+	*slot = s
 	return s, nil
 }
 
