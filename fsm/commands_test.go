@@ -2,7 +2,12 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/vmihailenco/msgpack/v5"
@@ -49,6 +54,51 @@ func TestWireBatchRoundTrip(t *testing.T) {
 			if _, err := DecodeBatch(entry[:cut]); err == nil {
 				t.Fatalf("%d commands: entry cut at %d of %d decoded without error", n, cut, len(entry))
 			}
+		}
+	}
+}
+
+// DecodeBatch shares repeated strings across a batch's commands (through a
+// small cache that distinct strings collide in): every command must still
+// decode exactly as it does alone.
+func TestDecodeBatchSharedStrings(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	word := func(pool int) string { // a string from a pool of the given size
+		return strings.Repeat("ab", rnd.IntN(3)) + fmt.Sprintf("w%d", rnd.IntN(pool))
+	}
+	var cmds [][]byte
+	var want []Envelope
+	for i := range 500 {
+		env := Envelope{Type: CmdAuditOnly, Body: []byte{byte(i)}, Caller: word(5), Action: word(3), Path: word(400), Source: word(50)}
+		for range rnd.IntN(4) {
+			env.Audit = append(env.Audit, apitypes.AuditEntry{
+				Seq: uint64(i), Time: time.Unix(0, int64(i)+1).UTC(), Node: word(3), RequestID: word(1000), Action: word(10),
+				Principal: apitypes.Principal{Accessor: word(5), Name: word(5)}, SourceIP: word(50), Path: word(400),
+				Version: uint64(i), KMSKey: word(4), KMSKeyVersion: uint32(i), Result: word(3), ErrorCode: word(3), Reason: word(300),
+				PrevHash: word(1000), Hash: word(1000),
+			})
+		}
+		c, err := EncodeEnvelope(&env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var alone Envelope
+		if err := msgpack.Unmarshal(c, &alone); err != nil {
+			t.Fatal(err)
+		}
+		cmds, want = append(cmds, c), append(want, alone)
+	}
+	entry, err := EncodeRawBatch(1, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DecodeBatch(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if !reflect.DeepEqual(b.Cmds[i], want[i]) {
+			t.Fatalf("command %d:\n got %+v\nwant %+v", i, b.Cmds[i], want[i])
 		}
 	}
 }
