@@ -96,6 +96,7 @@ func run(bin string, secrets int, dur time.Duration, base int, dir string) error
 			fmt.Printf("%-48s prepare failed: %v\n", name, err)
 			return
 		}
+		before := readCPUTimes()
 		r, err := bench.Run(ctx, cfg)
 		if err != nil {
 			fmt.Printf("%-48s failed: %v\n", name, err)
@@ -105,7 +106,7 @@ func run(bin string, secrets int, dur time.Duration, base int, dir string) error
 		for _, v := range r.Errors {
 			nerr += v
 		}
-		fmt.Printf("%-48s %10.0f/s %10.2f %10.2f %10d  %s\n", name, r.OpsPerSec, r.P50Ms, r.P99Ms, nerr, target)
+		fmt.Printf("%-48s %10.0f/s %10.2f %10.2f %10d  %s%s\n", name, r.OpsPerSec, r.P50Ms, r.P99Ms, nerr, target, before.usageSince())
 	}
 	row("putSecretValue, 64 clients over 3 nodes", bench.Config{Targets: all, Workload: bench.Put, Concurrency: 64}, "≥ 8,500/s, p99 ≤ 50 ms")
 	row("putSecretValue, 1 client on the leader", bench.Config{Targets: []string{leader}, Workload: bench.Put, Concurrency: 1}, "p50 ≤ 2 ms")
@@ -125,6 +126,48 @@ func pprofAddr(httpAddr string) string {
 	host, port, _ := strings.Cut(httpAddr, ":")
 	p, _ := strconv.Atoi(port)
 	return fmt.Sprintf("%s:%d", host, p+5)
+}
+
+// cpuTimes are the machine's CPU counters from /proc/stat (Linux only).
+type cpuTimes struct{ busy, idle, steal, total uint64 }
+
+func readCPUTimes() (t cpuTimes) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return t
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return t
+	}
+	// user nice system idle iowait irq softirq steal [guest...]
+	for i, s := range f[1:9] {
+		v, _ := strconv.ParseUint(s, 10, 64)
+		t.total += v
+		switch i {
+		case 3, 4:
+			t.idle += v
+		case 7:
+			t.steal += v
+		default:
+			t.busy += v
+		}
+	}
+	return t
+}
+
+// usageSince describes the machine's CPU over a row: how busy the cores
+// were, and how much of their time the hypervisor gave to others (steal),
+// which on a VM moves every throughput figure.
+func (t cpuTimes) usageSince() string {
+	now := readCPUTimes()
+	d := now.total - t.total
+	if t.total == 0 || d == 0 {
+		return ""
+	}
+	pct := func(a, b uint64) float64 { return float64(a-b) * 100 / float64(d) }
+	return fmt.Sprintf("  (CPU busy %.0f %%, idle %.0f %%, steal %.0f %%)", pct(now.busy, t.busy), pct(now.idle, t.idle), pct(now.steal, t.steal))
 }
 
 func cpuCount() int {
