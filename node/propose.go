@@ -34,7 +34,7 @@ const (
 	maxBatchBytes   = 4 << 20
 	leaderInFlight  = 1
 	forwardInFlight = 8
-	commitDelay     = 500 * time.Microsecond
+	commitDelay     = 500 * time.Microsecond // ~1.1 ms in effect on an idle node: Go's timers wake in whole ms there
 	busyBatch       = 16
 	idleReset       = 10 * time.Millisecond // a pause this long ends being busy
 	applyTimeout    = 10 * time.Second
