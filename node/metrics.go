@@ -7,6 +7,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// latencyBuckets, 125 µs to 1 s, are the buckets of the Raft latency
+// histograms below.
+var latencyBuckets = prometheus.ExponentialBuckets(0.000125, 2, 14)
+
 // Node metrics, registered by the API's /metrics handler. Labels never hold
 // paths, values or tokens.
 var (
@@ -37,13 +41,13 @@ var (
 	// read's audit entries wait for.
 	CommitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "coffer_raft_commit_seconds", Help: "Time from submitting a batch to Raft to its results on the leader.",
-		Buckets: prometheus.ExponentialBuckets(0.000125, 2, 14),
+		Buckets: latencyBuckets,
 	})
 	// ForwardSeconds is how long a follower waited for the leader's answer
 	// to a forwarded batch (the leader's queue, its Raft round, two hops).
 	ForwardSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "coffer_forward_seconds", Help: "Time from forwarding a batch to the leader to its answer.",
-		Buckets: prometheus.ExponentialBuckets(0.000125, 2, 14),
+		Buckets: latencyBuckets,
 	})
 )
 

@@ -36,14 +36,19 @@ type readRound struct {
 	joined int // requests sharing this round
 }
 
-// newReadRounds returns rounds of fetch that stop when stop is closed.
+// newReadRounds returns rounds of fetch that stop when stop is closed (a
+// nil stop: never).
 func newReadRounds(stop <-chan struct{}, timeout time.Duration, fetch func(context.Context) (uint64, error)) *readRounds {
-	base, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-stop
-		cancel()
-	}()
-	return &readRounds{fetch: fetch, timeout: timeout, base: base}
+	r := &readRounds{fetch: fetch, timeout: timeout, base: context.Background()}
+	if stop != nil {
+		base, cancel := context.WithCancel(context.Background())
+		r.base = base
+		go func() {
+			<-stop
+			cancel()
+		}()
+	}
+	return r
 }
 
 // get returns a read index confirmed after the call began.
