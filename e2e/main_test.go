@@ -31,6 +31,12 @@ func run(m *testing.M) int {
 		fmt.Println("e2e: skipped in -short mode")
 		return 0
 	}
+	// COFFER_E2E_BIN runs the suite against a prebuilt binary instead, e.g.
+	// the build of an older commit, to show a regression test fails there.
+	if bin := os.Getenv("COFFER_E2E_BIN"); bin != "" {
+		cofferBin = bin
+		return m.Run()
+	}
 	root, err := repoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
