@@ -5,6 +5,7 @@
 #   make test     go vet, then every test (unit, cluster and e2e)
 #   make cluster  start a local 3-node cluster (scripts/cluster.sh start)
 #   make bench    the performance suite on a fresh local 3-node cluster
+#   make fuzz     every go-fuzz target for FUZZTIME each (default 60s)
 #   make docker   the coffer:latest image FROM scratch, and deploy/ (root key,
 #                 TLS material) for docker-compose.yml
 #   make clean    remove bin/ and tmp/
@@ -20,7 +21,7 @@ TEST_P       ?= 2
 TEST_TIMEOUT ?= 9m
 TEST_FLAGS   ?=
 
-.PHONY: all build run test vet bench docker cluster cluster-stop cluster-status clean
+.PHONY: all build run test vet bench fuzz docker cluster cluster-stop cluster-status clean
 
 all: build
 
@@ -38,6 +39,12 @@ run: build
 BENCH_SECRETS ?= 1000000
 bench: build
 	$(GO) run ./scripts/benchsuite -bin $(BIN) -secrets $(BENCH_SECRETS)
+
+# Every fuzz target in turn, FUZZTIME each (scripts/fuzz.sh; failing inputs
+# land in the package's testdata/fuzz/ and fail the run).
+FUZZTIME ?= 60s
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 docker: build
 	scripts/docker-setup.sh
