@@ -21,6 +21,11 @@ func (t *txn) restoreState(c *RestoreState) Result {
 	if err != nil {
 		return Result{Err: errs.New(errs.InvalidArgument, "snapshot state is corrupt: %v", err)}
 	}
+	// The receiving node validated it too; checking again here keeps a
+	// state no command can work with out of the log whatever sent it.
+	if err := ValidateState(st); err != nil {
+		return Result{Err: errs.New(errs.InvalidArgument, "snapshot state is invalid: %v", err)}
+	}
 	t.secrets, t.keys, t.tokens, t.hashes = st.Secrets.clone(), st.Keys.Txn(), st.Tokens.Txn(), st.TokenHashes.Txn()
 	t.pols = st.Policies.Txn()
 	t.meta.VersionCount = st.VersionCount
