@@ -63,18 +63,19 @@ func (s *Server) verifyAudit(ctx context.Context, rc *reqCtx, raw []byte) (any, 
 	if err := s.authorize(ctx, rc, st, evVerifyAudit, "", nil); err != nil {
 		return nil, err
 	}
-	ok, checked, first, last, broken, err := s.n.AuditStore().Verify()
+	// The local store must chain all the way to the replicated head's hash
+	// (not only reach its seq): a store whose entries were altered with
+	// every later hash recomputed chains perfectly, but not to the head.
+	r, err := audit.VerifyStore(s.n.AuditStore(), st.AuditHead)
 	if err != nil {
 		return nil, errs.New(errs.Internal, "verify audit store: %v", err)
 	}
-	if ok && checked > 0 && last < st.AuditHead.Seq {
-		// The local trail must reach the replicated chain head it has
-		// applied. (An empty store is a node restored from a snapshot whose
-		// trail is still being fetched from peers: nothing to check yet.)
-		ok, broken = false, last+1
+	if !r.OK {
+		s.logger.Warn("audit trail verification failed", "first_broken_seq", r.FirstBroken, "reason", r.Reason,
+			"head_seq", st.AuditHead.Seq)
 	}
 	if err := s.auditNow(ctx, rc, s.ok(rc, evVerifyAudit, "")); err != nil {
 		return nil, err
 	}
-	return &apitypes.VerifyAuditResponse{OK: ok, Checked: checked, FirstSeq: first, LastSeq: last, FirstBrokenSeq: broken, Index: st.Index}, nil
+	return &apitypes.VerifyAuditResponse{OK: r.OK, Checked: r.Checked, FirstSeq: r.First, LastSeq: r.Last, FirstBrokenSeq: r.FirstBroken, Index: st.Index}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -105,28 +106,40 @@ func VerifyEntries(prev Head, entries []Entry) (ok bool, firstBroken uint64) {
 	return true, 0
 }
 
-// verifier walks a chain one entry at a time; both VerifyEntries and the
-// stores' Verify use it so they agree on what "broken" means.
+// verifier walks a chain one entry at a time; VerifyEntries, the stores'
+// Verify, VerifyStore and the JSON-lines verifier use it so they agree on
+// what "broken" means.
 type verifier struct {
 	head    Head
 	checked uint64
 	broken  uint64
+	reason  string
 }
 
 // check verifies the entry stored under seq (a store's key; for a plain slice
 // the entry's own Seq). decodeErr reports an entry that could not be read.
 func (v *verifier) check(seq uint64, e *Entry, decodeErr error) bool {
 	want := v.head.Seq + 1
+	var why string
 	switch {
-	case seq != want, // gap or reordering
-		decodeErr != nil,
-		e.Seq != want, // stored under one seq, claims another
-		e.PrevHash != v.head.hash(),
-		ComputeHash(e) != e.Hash:
-		v.broken = want
-		return false
+	case seq != want:
+		why = fmt.Sprintf("seq %d is missing (the next entry held is seq %d)", want, seq)
+		if seq < want {
+			why = fmt.Sprintf("seq %d comes after seq %d", seq, v.head.Seq)
+		}
+	case decodeErr != nil:
+		why = fmt.Sprintf("entry %d can't be decoded: %v", seq, decodeErr)
+	case e.Seq != want:
+		why = fmt.Sprintf("entry stored as seq %d says seq %d", want, e.Seq)
+	case e.PrevHash != v.head.hash():
+		why = fmt.Sprintf("entry %d's prev_hash is not the hash of entry %d", want, v.head.Seq)
+	case ComputeHash(e) != e.Hash:
+		why = fmt.Sprintf("entry %d's hash does not match its content", want)
+	default:
+		v.head = Head{Seq: e.Seq, Hash: e.Hash}
+		v.checked++
+		return true
 	}
-	v.head = Head{Seq: e.Seq, Hash: e.Hash}
-	v.checked++
-	return true
+	v.broken, v.reason = want, why
+	return false
 }

@@ -126,20 +126,32 @@ func (m *memoryStore) Get(seq uint64) (Entry, bool, error) {
 	return Entry{}, false, nil
 }
 
+// scan copies up to scanChunk entries at a time under the read lock and
+// calls fn outside it, so a long Verify or Query does not hold Append (the
+// FSM's Apply) for the whole walk.
 func (m *memoryStore) scan(from uint64, fn func(uint64, *Entry, error) bool) error {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return errClosed
-	}
-	i, _ := m.find(from)
-	for ; i < len(m.entries); i++ {
-		e := m.entries[i] // a copy: fn must not reach into the store
-		if !fn(e.Seq, &e, nil) {
-			break
+	buf := make([]Entry, 0, scanChunk)
+	for {
+		m.mu.RLock()
+		if m.closed {
+			m.mu.RUnlock()
+			return errClosed
 		}
+		i, _ := m.find(from)
+		j := min(i+scanChunk, len(m.entries))
+		buf = append(buf[:0], m.entries[i:j]...) // copies: fn must not reach into the store
+		more := j < len(m.entries)
+		m.mu.RUnlock()
+		for k := range buf {
+			if !fn(buf[k].Seq, &buf[k], nil) {
+				return nil
+			}
+		}
+		if !more || len(buf) == 0 || buf[len(buf)-1].Seq == ^uint64(0) {
+			return nil
+		}
+		from = buf[len(buf)-1].Seq + 1
 	}
-	return nil
 }
 
 func (m *memoryStore) Query(q Query) ([]Entry, string, error) { return runQuery(m, q) }

@@ -198,36 +198,8 @@ func runQuery(s scanner, q Query) ([]Entry, string, error) {
 
 // runVerify checks the whole local chain (see Store.Verify).
 func runVerify(s scanner) (ok bool, checked uint64, first, last, firstBroken uint64, err error) {
-	first, has, err := s.firstSeq()
-	if err != nil || !has {
-		return err == nil, 0, 0, 0, 0, err
-	}
-	if last, _, err = s.lastSeq(); err != nil {
-		return false, 0, 0, 0, 0, err
-	}
-	var v *verifier
-	err = s.scan(first, func(seq uint64, e *Entry, decodeErr error) bool {
-		if v == nil {
-			// The first entry anchors the chain: the genesis hash for seq 1,
-			// otherwise its own prev_hash (older entries are not held here).
-			anchor := Head{Seq: seq - 1, Hash: GenesisHash}
-			if seq > 1 && decodeErr == nil {
-				anchor.Hash = e.PrevHash
-			}
-			v = &verifier{head: anchor}
-		}
-		return v.check(seq, e, decodeErr)
-	})
-	if err != nil {
-		return false, 0, first, last, 0, err
-	}
-	if v == nil { // emptied concurrently
-		return true, 0, first, last, 0, nil
-	}
-	if v.broken != 0 {
-		return false, v.checked, first, last, v.broken, nil
-	}
-	return true, v.checked, first, last, 0, nil
+	r, err := verifyChain(s, Head{}, false)
+	return r.OK, r.Checked, r.First, r.Last, r.FirstBroken, err
 }
 
 // checkOrder enforces Append's precondition.
