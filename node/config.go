@@ -33,8 +33,13 @@ type Config struct {
 
 	RootKeys  *kms.RootKeys
 	AuditFile string
-	ServerTLS *tls.Config // cluster port, server side (mutual TLS when set)
-	ClientTLS *tls.Config // cluster port, dialing side
+	// Cluster port TLS, server and dialing side (mutual TLS when set). The
+	// certificate must be a node certificate for NodeID (URI SAN
+	// urn:coffer:node:<NodeID>, see transport.NodeURIPrefix); only peers
+	// with node certificates are accepted. Without TLS, peers prove
+	// membership with a key derived from RootKeys.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
 
 	Logger hclog.Logger
 

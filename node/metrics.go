@@ -43,6 +43,12 @@ var (
 		Name: "coffer_raft_commit_seconds", Help: "Time from submitting a batch to Raft to its results on the leader.",
 		Buckets: latencyBuckets,
 	})
+	// ClusterAuthRefusals counts peers refused on the cluster port and Raft
+	// RPCs refused for naming another server, by reason (transport's
+	// Refused* values: handshake, key, tls, certificate, raft_header).
+	ClusterAuthRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coffer_cluster_auth_refusals_total", Help: "Peers and Raft RPCs refused on the cluster port, by reason.",
+	}, []string{"reason"})
 	// ForwardSeconds is how long a follower waited for the leader's answer
 	// to a forwarded batch (the leader's queue, its Raft round, two hops).
 	ForwardSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -130,7 +130,8 @@ func (n *Node) start() error {
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, n.logger.Named("snapshots")); err != nil {
 			return fmt.Errorf("open snapshot store: %w", err)
 		}
-		if n.mux, err = transport.Listen(cfg.ClusterAddr, cfg.ServerTLS, cfg.ClientTLS, n.logger.Named("transport")); err != nil {
+		auth := n.clusterAuth()
+		if n.mux, err = transport.Listen(cfg.ClusterAddr, auth); err != nil {
 			return fmt.Errorf("listen on cluster address: %w", err)
 		}
 		adv, err := advertiseAddr(cfg.Advertise, n.mux.Addr())
@@ -139,7 +140,10 @@ func (n *Node) start() error {
 		}
 		n.cfg.ClusterAddr = adv.String()
 		trans = raft.NewNetworkTransportWithLogger(n.mux.RaftLayer(adv), 8, 10*time.Second, n.logger.Named("raft-net"))
-		n.rpc = transport.NewRPCClient(cfg.ClientTLS, n.logger.Named("rpc"))
+		auth.Logger = n.logger.Named("rpc")
+		if n.rpc, err = transport.NewRPCClient(auth); err != nil {
+			return err
+		}
 		n.mux.ServeRPC(n.handleRPC)
 	}
 	n.closers = append(n.closers, store.Close)
@@ -203,6 +207,21 @@ func (n *Node) start() error {
 		n.goEvery(snapshotCheckEvery, n.snapshotIfBacklog)
 	}
 	return nil
+}
+
+// clusterAuth is this node's identity on the cluster port: its TLS
+// certificate (which must be a node certificate for its id) or, without
+// TLS, keys derived from the root key (all of them, for a rotation; never
+// the root key itself, and distinct from the gossip key).
+func (n *Node) clusterAuth() transport.Config {
+	return transport.Config{
+		NodeID:    n.cfg.NodeID,
+		Keys:      n.keys.Root().DeriveKeys("cluster-port"),
+		ServerTLS: n.cfg.ServerTLS,
+		ClientTLS: n.cfg.ClientTLS,
+		Logger:    n.logger,
+		OnRefusal: func(reason string) { ClusterAuthRefusals.WithLabelValues(reason).Inc() },
+	}
 }
 
 // checkRestoredState refuses to run over a state the root key can't open.

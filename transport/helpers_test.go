@@ -11,12 +11,14 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
 // testConfig shortens the mux timeouts so the deadline tests run fast.
@@ -34,7 +36,12 @@ func startMux(t testing.TB, serverTLS, clientTLS *tls.Config, h Handler) *Mux {
 
 func startMuxAt(t testing.TB, addr string, serverTLS, clientTLS *tls.Config, h Handler, cfg muxConfig) *Mux {
 	t.Helper()
-	m, err := listen(addr, serverTLS, clientTLS, nil, cfg)
+	return startMuxCfg(t, addr, authConfig(t, "node-1", serverTLS, clientTLS), h, cfg)
+}
+
+func startMuxCfg(t testing.TB, addr string, auth Config, h Handler, cfg muxConfig) *Mux {
+	t.Helper()
+	m, err := listen(addr, auth, cfg)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -47,8 +54,71 @@ func startMuxAt(t testing.TB, addr string, serverTLS, clientTLS *tls.Config, h H
 
 func newClient(t testing.TB, clientTLS *tls.Config) *RPCClient {
 	t.Helper()
-	c := NewRPCClient(clientTLS, nil)
+	return newClientCfg(t, authConfig(t, "node-2", nil, clientTLS))
+}
+
+func newClientCfg(t testing.TB, cfg Config) *RPCClient {
+	t.Helper()
+	c, err := NewRPCClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(c.Close)
+	return c
+}
+
+// encodeRaftRPC encodes a request as hashicorp/raft's NetworkTransport
+// sends it: the type byte, then go-msgpack.
+func encodeRaftRPC(t testing.TB, rpcType byte, req any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteByte(rpcType)
+	if err := codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(req); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// testKeys are the cluster-port keys of the plaintext test nodes; otherKeys
+// those of another cluster.
+var (
+	testKeys  = [][]byte{bytes.Repeat([]byte{1}, 32)}
+	otherKeys = [][]byte{bytes.Repeat([]byte{2}, 32)}
+)
+
+// authConfig is a plaintext config keyed with testKeys when both TLS
+// configs are nil, else a TLS config whose node id is the one in the
+// certificate (id when it has none).
+func authConfig(t testing.TB, id string, serverTLS, clientTLS *tls.Config) Config {
+	t.Helper()
+	if serverTLS == nil && clientTLS == nil {
+		return Config{NodeID: id, Keys: testKeys}
+	}
+	for _, c := range []*tls.Config{serverTLS, clientTLS} {
+		if c != nil && len(c.Certificates) > 0 {
+			leaf, err := x509.ParseCertificate(c.Certificates[0].Certificate[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if nid, err := NodeIDFromCert(leaf); err == nil {
+				id = nid
+			}
+			break
+		}
+	}
+	return Config{NodeID: id, ServerTLS: serverTLS, ClientTLS: clientTLS}
+}
+
+// dialRaw opens an authenticated plaintext connection that selected proto,
+// for tests that write raw bytes.
+func dialRaw(t testing.TB, addr, id string, proto byte) net.Conn {
+	t.Helper()
+	cfg := Config{NodeID: id, Keys: testKeys}
+	c, err := dial(ctxTimeout(t, 5*time.Second), addr, &cfg, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -142,9 +212,26 @@ func newTestCA(t testing.TB, name string) *testCA {
 	return &testCA{cert: cert, key: key, pool: pool}
 }
 
-// issue returns a node certificate valid for 127.0.0.1, usable both as
-// server and client, as cluster nodes' certificates are.
+// issue returns a node certificate for node name (the node marking),
+// valid for 127.0.0.1, usable both as server and client, as cluster nodes'
+// certificates are.
 func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
+	t.Helper()
+	u, err := url.Parse(NodeURIPrefix + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca.issueWith(t, name, []*url.URL{u}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})
+}
+
+// issueClient returns a certificate like `coffer operator tls`'s client.pem:
+// client auth only, no node marking.
+func (ca *testCA) issueClient(t testing.TB, name string) tls.Certificate {
+	t.Helper()
+	return ca.issueWith(t, name, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+}
+
+func (ca *testCA) issueWith(t testing.TB, name string, uris []*url.URL, usage []x509.ExtKeyUsage) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -157,8 +244,9 @@ func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  usage,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		URIs:         uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {

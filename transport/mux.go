@@ -45,11 +45,10 @@ func defaultMuxConfig() muxConfig {
 // Mux owns the cluster port: one TCP listener whose connections are routed by
 // their first byte to Raft's stream layer or to the forwarding RPC server.
 type Mux struct {
-	ln        net.Listener
-	serverTLS *tls.Config
-	clientTLS *tls.Config
-	logger    hclog.Logger
-	cfg       muxConfig
+	ln     net.Listener
+	auth   Config
+	logger hclog.Logger
+	cfg    muxConfig
 
 	raftLn *virtualListener
 	rpcLn  *virtualListener
@@ -67,39 +66,33 @@ type Mux struct {
 	serving bool                  // ServeRPC was called
 }
 
-// Listen opens the cluster port on addr and starts routing connections.
-// serverTLS, if non-nil, is used to handshake every accepted connection (set
-// ClientAuth to tls.RequireAndVerifyClientCert for mutual TLS); clientTLS, if
-// non-nil, is used by RaftLayer's Dial. Nil configs mean plaintext.
-func Listen(addr string, serverTLS, clientTLS *tls.Config, logger hclog.Logger) (*Mux, error) {
-	return listen(addr, serverTLS, clientTLS, logger, defaultMuxConfig())
+// Listen opens the cluster port on addr and starts routing connections from
+// peers that prove membership (see Config). It fails if cfg can't
+// authenticate peers, e.g. when the node's own certificate lacks the node
+// marking for cfg.NodeID.
+func Listen(addr string, cfg Config) (*Mux, error) {
+	return listen(addr, cfg, defaultMuxConfig())
 }
 
-func listen(addr string, serverTLS, clientTLS *tls.Config, logger hclog.Logger, cfg muxConfig) (*Mux, error) {
-	if logger == nil {
-		logger = hclog.NewNullLogger()
+func listen(addr string, auth Config, cfg muxConfig) (*Mux, error) {
+	if err := auth.validate(true); err != nil {
+		return nil, err
 	}
-	logger = logger.Named("transport")
-	if serverTLS != nil && serverTLS.ClientAuth != tls.RequireAndVerifyClientCert {
-		// Not fatal (a deployment may terminate trust elsewhere), but anyone
-		// who can reach the port can then talk Raft.
-		logger.Warn("cluster TLS does not require client certificates; the cluster port is not mutually authenticated")
-	}
+	logger := auth.logger().Named("transport")
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on cluster address %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mux{
-		ln:        ln,
-		serverTLS: serverTLS,
-		clientTLS: clientTLS,
-		logger:    logger,
-		cfg:       cfg,
-		ctx:       ctx,
-		cancel:    cancel,
-		closed:    make(chan struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		ln:     ln,
+		auth:   auth,
+		logger: logger,
+		cfg:    cfg,
+		ctx:    ctx,
+		cancel: cancel,
+		closed: make(chan struct{}),
+		conns:  make(map[net.Conn]struct{}),
 	}
 	m.raftLn = newVirtualListener(m, ln.Addr())
 	m.rpcLn = newVirtualListener(m, ln.Addr())
@@ -192,35 +185,21 @@ func (m *Mux) acceptLoop() {
 	}
 }
 
-// route handshakes c and reads its first byte under a deadline, so a silent
-// or slow client cannot pin this goroutine, then hands it to a virtual
-// listener.
+// route authenticates the peer under a deadline, so a silent or slow client
+// cannot pin this goroutine, then hands the connection to a virtual
+// listener. Nothing but the handshake is read before the peer has proven
+// membership: a TLS handshake with a node certificate, or the
+// challenge-response of handshake.go.
 func (m *Mux) route(raw net.Conn) {
 	defer m.wg.Done()
 	remote := raw.RemoteAddr().String()
-	c := raw
 	if err := raw.SetDeadline(time.Now().Add(m.cfg.handshakeTimeout)); err != nil {
 		m.drop(raw, raw)
 		return
 	}
-	if m.serverTLS != nil {
-		tc := tls.Server(raw, m.serverTLS)
-		if err := tc.Handshake(); err != nil {
-			// Timeouts and hang-ups are noise (port scanners, health checks);
-			// a certificate problem usually means a misconfigured peer.
-			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || m.isClosed() {
-				m.logger.Debug("TLS handshake failed", "remote", remote, "error", err)
-			} else {
-				m.logger.Warn("TLS handshake failed", "remote", remote, "error", err)
-			}
-			m.drop(raw, raw)
-			return
-		}
-		c = tc
-	}
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		m.logger.Debug("reading protocol byte failed", "remote", remote, "error", err)
+	c, peer, proto, err := m.authenticate(raw)
+	if err != nil {
+		m.refuse(remote, err)
 		m.drop(raw, c)
 		return
 	}
@@ -229,23 +208,70 @@ func (m *Mux) route(raw net.Conn) {
 		return
 	}
 	var vl *virtualListener
-	switch b[0] {
+	var routed net.Conn
+	switch proto {
 	case ByteRaft:
-		vl = m.raftLn
+		vl, routed = m.raftLn, newRaftFilterConn(c, peer, m.refuseRaftRPC)
 	case ByteRPC:
-		vl = m.rpcLn
+		vl, routed = m.rpcLn, &authConn{Conn: c, peer: peer}
 	default:
-		m.logger.Debug("closing connection with unknown protocol byte", "remote", remote, "byte", b[0])
+		m.logger.Debug("closing connection with unknown protocol byte", "remote", remote, "peer", peer, "byte", proto)
 		m.drop(raw, c)
 		return
 	}
 	// Swap the tracked raw conn for the routed one: a raft conn is Raft's to
 	// close from now on; an RPC conn is re-tracked by the RPC server.
 	m.untrack(raw)
-	if !vl.deliver(c, m.cfg.handshakeTimeout) {
-		m.logger.Debug("no acceptor for routed connection; closing", "remote", remote, "byte", b[0])
+	if !vl.deliver(routed, m.cfg.handshakeTimeout) {
+		m.logger.Debug("no acceptor for routed connection; closing", "remote", remote, "byte", proto)
 		c.Close()
 	}
+}
+
+// authenticate proves the peer's membership and returns the connection to
+// use from now on (TLS or raw), the peer's node id and the protocol byte.
+func (m *Mux) authenticate(raw net.Conn) (c net.Conn, peer string, proto byte, err error) {
+	if m.auth.ServerTLS == nil {
+		peer, proto, err = serverHandshake(raw, &m.auth)
+		return raw, peer, proto, err
+	}
+	tc := tls.Server(raw, m.auth.ServerTLS)
+	if err := tc.Handshake(); err != nil {
+		quiet := errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded)
+		return tc, "", 0, &handshakeError{reason: RefusedTLS, quiet: quiet, err: fmt.Errorf("TLS handshake failed: %w", err)}
+	}
+	if peer, err = peerNodeID(tc); err != nil {
+		return tc, "", 0, &handshakeError{reason: RefusedCertificate, err: fmt.Errorf("peer certificate is not a node certificate: %w", err)}
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(tc, b[:]); err != nil {
+		return tc, "", 0, classify(err, false)
+	}
+	return tc, peer, b[0], nil
+}
+
+// refuse logs and counts a peer that failed to prove membership. Peers that
+// sent nothing (port scans, TCP health checks) are logged at Debug only.
+func (m *Mux) refuse(remote string, err error) {
+	reason := RefusedHandshake
+	var he *handshakeError
+	quiet := false
+	if errors.As(err, &he) {
+		reason, quiet = he.reason, he.quiet
+	}
+	if quiet || m.isClosed() {
+		m.logger.Debug("cluster port: connection closed before authentication", "remote", remote, "error", err)
+		return
+	}
+	m.logger.Warn("cluster port: refused a peer that did not prove membership", "remote", remote, "reason", reason, "error", err)
+	m.auth.refused(reason)
+}
+
+// refuseRaftRPC logs and counts a Raft RPC whose header doesn't name the
+// authenticated peer (the filter closes the connection).
+func (m *Mux) refuseRaftRPC(peer, remote, why string) {
+	m.logger.Warn("cluster port: refused a Raft RPC", "remote", remote, "peer", peer, "reason", RefusedRaftHeader, "error", why)
+	m.auth.refused(RefusedRaftHeader)
 }
 
 func (m *Mux) drop(raw, c net.Conn) {

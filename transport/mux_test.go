@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -45,7 +46,7 @@ func TestRaftAndRPCShareOnePort(t *testing.T) {
 	}()
 
 	req := &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("a"), Addr: []byte(a.Addr().String())},
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("node-1"), Addr: []byte(a.Addr().String())},
 		Term:      7,
 		Entries:   []*raft.Log{{Index: 42, Term: 7, Type: raft.LogCommand, Data: []byte("opaque")}},
 	}
@@ -75,7 +76,8 @@ func TestRaftLayerRoutesByFirstByte(t *testing.T) {
 		t.Fatalf("Dial: %v", err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("ping")); err != nil {
+	ping := encodeRaftRPC(t, rpcTimeoutNow, &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ID: []byte("node-1")}})
+	if _, err := conn.Write(ping); err != nil {
 		t.Fatal(err)
 	}
 	in, err := lb.Accept()
@@ -83,10 +85,10 @@ func TestRaftLayerRoutesByFirstByte(t *testing.T) {
 		t.Fatalf("Accept: %v", err)
 	}
 	defer in.Close()
-	buf := make([]byte, 4)
+	buf := make([]byte, len(ping))
 	in.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(in, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("read %q, %v (the protocol byte must have been consumed)", buf, err)
+	if _, err := io.ReadFull(in, buf); err != nil || !bytes.Equal(buf, ping) {
+		t.Fatalf("read %q, %v (the handshake must have been consumed)", buf, err)
 	}
 
 	adv := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 8301}
@@ -100,22 +102,17 @@ func TestRaftLayerRoutesByFirstByte(t *testing.T) {
 
 func TestUnknownFirstByteIsClosed(t *testing.T) {
 	var logs logBuffer
-	m, err := listen("127.0.0.1:0", nil, nil, bufferLogger(&logs), testConfig())
+	m, err := listen("127.0.0.1:0", Config{NodeID: "node-1", Keys: testKeys, Logger: bufferLogger(&logs)}, testConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	m.ServeRPC(echo)
 
-	conn, err := net.Dial("tcp", m.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.Write([]byte{0x7f, 0, 0, 0, 0})
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("read = %v, want the connection closed by the server", err)
+	cfg := Config{NodeID: "node-2", Keys: testKeys}
+	if c, err := dial(ctxTimeout(t, 5*time.Second), m.Addr().String(), &cfg, 0x7f); err == nil {
+		c.Close()
+		t.Fatal("handshake with an unknown protocol byte succeeded")
 	}
 	waitFor(t, "debug log of the unknown byte", func() bool { return logs.contains("unknown protocol byte") })
 }
@@ -124,19 +121,20 @@ func TestUnknownFirstByteIsClosed(t *testing.T) {
 // timeout instead of holding a goroutine forever, with and without TLS.
 func TestSilentClientIsDropped(t *testing.T) {
 	ca := newTestCA(t, "ca")
-	srvTLS, _ := tlsPair(t, ca, "node")
-	for name, cfg := range map[string]struct{ srv *tls.Config }{"plain": {}, "tls": {srvTLS}} {
+	srvTLS, cliTLS := tlsPair(t, ca, "node")
+	for name, cfg := range map[string]struct{ srv, cli *tls.Config }{"plain": {}, "tls": {srvTLS, cliTLS}} {
 		t.Run(name, func(t *testing.T) {
 			mc := testConfig()
 			mc.handshakeTimeout = 100 * time.Millisecond
-			m := startMuxAt(t, "127.0.0.1:0", cfg.srv, nil, echo, mc)
+			m := startMuxAt(t, "127.0.0.1:0", cfg.srv, cfg.cli, echo, mc)
 			conn, err := net.Dial("tcp", m.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
 			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			// The plaintext server sends its hello, then hangs up.
+			if _, err := io.Copy(io.Discard, conn); errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("read = %v, want the connection closed by the server", err)
 			}
 		})

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -37,31 +38,24 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, err := dial(ctx, string(address), l.m.clientTLS)
+	// The protocol byte goes with the handshake: raft may only read on this
+	// connection (e.g. InstallSnapshot waits), and the server routes nothing
+	// until it arrives.
+	c, err := dial(ctx, string(address), &l.m.auth, ByteRaft)
 	if err != nil {
-		return nil, err
-	}
-	// Raft's first write usually follows at once, but the byte must be sent
-	// now: raft may only read on this connection (e.g. InstallSnapshot
-	// waits), and the server routes nothing until it arrives.
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetWriteDeadline(dl)
-	}
-	if _, err := c.Write([]byte{ByteRaft}); err != nil {
-		c.Close()
 		return nil, fmt.Errorf("dial raft %s: %w", address, err)
 	}
-	c.SetWriteDeadline(time.Time{})
 	return c, nil
 }
 
-// dial opens a TCP connection to addr and, with a TLS config, completes the
-// handshake, all bounded by ctx (or the handshake timeout if ctx has no
-// deadline, so a black-holed peer cannot hang a dial forever).
 // maxDialTime bounds the TCP connect of a dial.
 const maxDialTime = 2 * time.Second
 
-func dial(ctx context.Context, addr string, clientTLS *tls.Config) (net.Conn, error) {
+// dial opens a TCP connection to addr, proves this node's membership,
+// checks the server's, and selects proto, all bounded by ctx (or the
+// handshake timeout if ctx has no deadline, so a black-holed peer cannot
+// hang a dial forever).
+func dial(ctx context.Context, addr string, cfg *Config, proto byte) (net.Conn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultHandshakeTimeout)
@@ -75,25 +69,63 @@ func dial(ctx context.Context, addr string, clientTLS *tls.Config) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	if clientTLS == nil {
+	c, err := authenticateServer(ctx, raw, addr, cfg, proto)
+	if err != nil {
+		raw.Close()
+		var he *handshakeError
+		if errors.As(err, &he) && !he.quiet && he.reason != RefusedHandshake {
+			cfg.logger().Named("transport").Warn("cluster port: peer did not prove membership", "remote", addr, "reason", he.reason, "error", err)
+			cfg.refused(he.reason)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+func authenticateServer(ctx context.Context, raw net.Conn, addr string, cfg *Config, proto byte) (net.Conn, error) {
+	dl, _ := ctx.Deadline()
+	raw.SetDeadline(dl)
+	// A cancelled ctx must interrupt a handshake blocked on a silent server.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c, err := handshakeWith(ctx, raw, addr, cfg, proto)
+	if err != nil {
+		return nil, err
+	}
+	if !stop() {
+		return nil, ctx.Err() // the deadline was (being) cut short
+	}
+	raw.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func handshakeWith(ctx context.Context, raw net.Conn, addr string, cfg *Config, proto byte) (net.Conn, error) {
+	if cfg.ClientTLS == nil {
+		if _, err := clientHandshake(raw, cfg, proto); err != nil {
+			return nil, fmt.Errorf("cluster handshake with %s: %w", addr, err)
+		}
 		return raw, nil
 	}
-	cfg := clientTLS
-	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+	tcfg := cfg.ClientTLS
+	if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify {
 		// Same default as tls.Dial: verify the peer against the host we
 		// dialled (an IP SAN for typical cluster certificates).
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
-			raw.Close()
 			return nil, err
 		}
-		cfg = cfg.Clone()
-		cfg.ServerName = host
+		tcfg = tcfg.Clone()
+		tcfg.ServerName = host
 	}
-	tc := tls.Client(raw, cfg)
+	tc := tls.Client(raw, tcfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
 		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	if _, err := peerNodeID(tc); err != nil {
+		return nil, &handshakeError{reason: RefusedCertificate, err: fmt.Errorf("%s presented a certificate that is not a node certificate: %w", addr, err)}
+	}
+	if _, err := tc.Write([]byte{proto}); err != nil {
+		return nil, fmt.Errorf("cluster port %s: %w", addr, err)
 	}
 	return tc, nil
 }

@@ -3,7 +3,6 @@ package transport
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -26,7 +25,7 @@ const (
 // RPCClient calls Handlers on other nodes over their cluster port. It keeps
 // persistent connections per address and is safe for concurrent use.
 type RPCClient struct {
-	tls         *tls.Config
+	auth        Config
 	logger      hclog.Logger
 	idleTimeout time.Duration
 
@@ -38,22 +37,23 @@ type RPCClient struct {
 type clientConn struct {
 	net.Conn
 	br        *bufio.Reader
-	fresh     bool // protocol byte not yet sent
+	fresh     bool // no request sent yet
 	broken    bool // closed by a context cancellation
 	idleSince time.Time
 }
 
-// NewRPCClient returns a client that dials with clientTLS (nil: plaintext).
-func NewRPCClient(clientTLS *tls.Config, logger hclog.Logger) *RPCClient {
-	if logger == nil {
-		logger = hclog.NewNullLogger()
+// NewRPCClient returns a client that proves membership with cfg on every
+// connection it opens and checks the server's (ServerTLS is not used).
+func NewRPCClient(cfg Config) (*RPCClient, error) {
+	if err := cfg.validate(false); err != nil {
+		return nil, err
 	}
 	return &RPCClient{
-		tls:         clientTLS,
-		logger:      logger.Named("transport"),
+		auth:        cfg,
+		logger:      cfg.logger().Named("transport"),
 		idleTimeout: defaultClientIdleTimeout,
 		idle:        make(map[string][]*clientConn),
-	}
+	}, nil
 }
 
 // Call sends one request to the node at addr and waits for its answer.
@@ -128,11 +128,7 @@ func (c *RPCClient) roundTrip(ctx context.Context, cc *clientConn, method uint8,
 	if hasDeadline {
 		timeout = time.Until(deadline)
 	}
-	var prefix byte
-	if cc.fresh {
-		prefix = ByteRPC
-	}
-	bufs := net.Buffers{encodeRequestHeader(prefix, method, timeout, len(body)), body}
+	bufs := net.Buffers{encodeRequestHeader(0, method, timeout, len(body)), body}
 	if _, err := bufs.WriteTo(cc.Conn); err != nil {
 		return nil, nil, reused, err
 	}
@@ -179,7 +175,7 @@ func (c *RPCClient) get(ctx context.Context, addr string) (*clientConn, error) {
 		}
 		cc.Close()
 	}
-	conn, err := dial(ctx, addr, c.tls)
+	conn, err := dial(ctx, addr, &c.auth, ByteRPC)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,8 @@ import (
 // without a code become Internal with their text, see errs.As), so it must
 // not carry secret material; an uncoded context error becomes Unavailable.
 // ctx is cancelled when the caller's deadline (sent with the request) passes
-// or the mux closes.
+// or the mux closes; PeerID(ctx) is the caller's authenticated node id. Only
+// peers that proved membership reach a Handler.
 type Handler func(ctx context.Context, method uint8, body []byte) ([]byte, error)
 
 // ServeRPC starts serving ByteRPC connections with h in background
@@ -55,6 +56,7 @@ func (m *Mux) serveRPCConn(c net.Conn, h Handler) {
 		c.Close()
 	}()
 	remote := c.RemoteAddr().String()
+	peer := Peer(c)
 	br := bufio.NewReader(c)
 	for {
 		// Idle pooled connections are legitimate, but not forever: the idle
@@ -76,7 +78,7 @@ func (m *Mux) serveRPCConn(c net.Conn, h Handler) {
 			m.logger.Debug("malformed RPC request; closing", "remote", remote, "error", err)
 			return
 		}
-		resp := m.handle(h, method, timeout, body, remote)
+		resp := m.handle(h, method, timeout, body, remote, peer)
 		c.SetWriteDeadline(time.Now().Add(m.cfg.frameTimeout))
 		if _, err := c.Write(resp); err != nil {
 			m.logConnErr("writing RPC response failed", remote, err)
@@ -99,8 +101,8 @@ func (m *Mux) logConnErr(msg, remote string, err error) {
 // handle runs h and returns the encoded response frame. A panicking handler
 // is a bug, but one request must not take the node (and its Raft
 // membership) down with it.
-func (m *Mux) handle(h Handler, method uint8, timeout time.Duration, body []byte, remote string) (frame []byte) {
-	ctx := m.ctx
+func (m *Mux) handle(h Handler, method uint8, timeout time.Duration, body []byte, remote, peer string) (frame []byte) {
+	ctx := context.WithValue(m.ctx, peerKey{}, peer)
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -108,7 +110,7 @@ func (m *Mux) handle(h Handler, method uint8, timeout time.Duration, body []byte
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			m.logger.Error("RPC handler panicked", "method", method, "remote", remote,
+			m.logger.Error("RPC handler panicked", "method", method, "remote", remote, "peer", peer,
 				"panic", r, "stack", string(debug.Stack()))
 			frame = encodeResponse(nil, errs.New(errs.Internal, "internal error handling forwarded request"))
 		}

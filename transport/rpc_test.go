@@ -182,11 +182,12 @@ func newFakeServer(t *testing.T, serve func(n int, c *net.TCPConn, br *bufio.Rea
 			n := int(fs.conns.Add(1))
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				if b, err := br.ReadByte(); err != nil || b != ByteRPC {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, proto, err := serverHandshake(c, &Config{NodeID: "fake", Keys: testKeys}); err != nil || proto != ByteRPC {
 					return
 				}
-				serve(n, c.(*net.TCPConn), br)
+				c.SetDeadline(time.Time{})
+				serve(n, c.(*net.TCPConn), bufio.NewReader(c))
 			}()
 		}
 	}()
@@ -333,13 +334,9 @@ func TestFrameLimits(t *testing.T) {
 		t.Fatalf("oversized request: err = %v, want TooLarge", err)
 	}
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	hdr := []byte{ByteRPC, 0, 0, 0, 0}
-	putFrameHeader(hdr[1:], MaxFrameSize+1)
+	conn := dialRaw(t, addr, "node-2", ByteRPC)
+	hdr := []byte{0, 0, 0, 0}
+	putFrameHeader(hdr, MaxFrameSize+1)
 	conn.Write(hdr)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := conn.Read(make([]byte, 1)); err == nil {
@@ -349,7 +346,10 @@ func TestFrameLimits(t *testing.T) {
 
 func TestClientClose(t *testing.T) {
 	m := startMux(t, nil, nil, echo)
-	c := NewRPCClient(nil, nil)
+	c, err := NewRPCClient(Config{NodeID: "node-2", Keys: testKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := m.Addr().String()
 	if _, err := c.Call(ctxTimeout(t, 5*time.Second), addr, 1, nil); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"sync/atomic"
@@ -55,15 +56,16 @@ func TestMutualTLS(t *testing.T) {
 			t.Fatalf("Dial: %v", err)
 		}
 		defer conn.Close()
-		conn.Write([]byte("vote"))
+		vote := encodeRaftRPC(t, rpcRequestVote, &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ID: []byte("node-1")}, Term: 3})
+		conn.Write(vote)
 		in, err := m.RaftLayer(nil).Accept()
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer in.Close()
-		buf := make([]byte, 4)
+		buf := make([]byte, len(vote))
 		in.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(in, buf); err != nil || string(buf) != "vote" {
+		if _, err := io.ReadFull(in, buf); err != nil || !bytes.Equal(buf, vote) {
 			t.Fatalf("read %q, %v", buf, err)
 		}
 	})
@@ -85,8 +87,8 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	t.Run("server with unknown CA", func(t *testing.T) {
-		otherSrv, _ := tlsPair(t, newTestCA(t, "impostor CA"), "impostor")
-		imp := startMux(t, otherSrv, nil, echo)
+		otherSrv, otherCli := tlsPair(t, newTestCA(t, "impostor CA"), "impostor")
+		imp := startMux(t, otherSrv, otherCli, echo)
 		_, err := newClient(t, cliTLS).Call(ctxTimeout(t, 5*time.Second), imp.Addr().String(), 1, nil)
 		if !errs.Is(err, errs.Unavailable) {
 			t.Fatalf("err = %v, want Unavailable", err)
