@@ -1,6 +1,12 @@
 // Package tlsgen makes the TLS material of a test or compose cluster: a CA,
 // one certificate per node (usable as server and client, for the API and
 // the mutual TLS between nodes) and a client certificate.
+//
+// Node certificates carry the node marking, the URI SAN
+// urn:coffer:node:<name> (transport.NodeURIPrefix): the cluster port
+// accepts only certificates with it, and takes the peer's node id from it,
+// so a node's name here must be its --node-id. The client certificate has
+// no marking: it opens the API, never the cluster port.
 package tlsgen
 
 import (
@@ -14,9 +20,12 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cofferhq/coffer/transport"
 )
 
 // Options describe the material to generate.
@@ -67,14 +76,18 @@ func Generate(dir string, o Options) error {
 	}
 	for _, n := range o.Nodes {
 		hosts := append([]string{n, "localhost", "127.0.0.1", "::1"}, o.Hosts...)
-		if err := issue(dir, n, hosts, ca, caKey, now, o.Validity, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}); err != nil {
+		mark, err := url.Parse(transport.NodeURIPrefix + n)
+		if err != nil || mark.String() != transport.NodeURIPrefix+n {
+			return fmt.Errorf("node name %q can't be a node id in a certificate", n)
+		}
+		if err := issue(dir, n, hosts, []*url.URL{mark}, ca, caKey, now, o.Validity, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}); err != nil {
 			return err
 		}
 	}
-	return issue(dir, "client", nil, ca, caKey, now, o.Validity, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	return issue(dir, "client", nil, nil, ca, caKey, now, o.Validity, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
 }
 
-func issue(dir, name string, hosts []string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time, validity time.Duration, usage []x509.ExtKeyUsage) error {
+func issue(dir, name string, hosts []string, uris []*url.URL, ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time, validity time.Duration, usage []x509.ExtKeyUsage) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -82,7 +95,7 @@ func issue(dir, name string, hosts []string, ca *x509.Certificate, caKey *ecdsa.
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: name},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage, URIs: uris,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cofferhq/coffer/transport"
 )
 
 func TestGenerateVerifies(t *testing.T) {
@@ -29,6 +31,14 @@ func TestGenerateVerifies(t *testing.T) {
 		leaf, _ := x509.ParseCertificate(pair.Certificate[0])
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			t.Fatalf("%s: %v", n, err)
+		}
+		id, err := transport.NodeIDFromCert(leaf)
+		if n == "client" {
+			if err == nil {
+				t.Fatalf("client certificate carries the node marking (node %q)", id)
+			}
+		} else if err != nil || id != n {
+			t.Fatalf("%s: node id %q, %v; want the node marking for %s", n, id, err, n)
 		}
 		if n != "client" {
 			for _, host := range []string{n, "localhost", "127.0.0.1", "10.0.0.5"} {

@@ -11,9 +11,15 @@ import (
 // for a test or compose cluster.
 func operatorTLS(a *app, args []string) int {
 	c := a.newCmd("operator tls", "--out DIR --nodes n1,n2,n3 [--hosts h1,h2]",
-		"Creates a CA (ca.pem, ca-key.pem), one certificate per node (NODE.pem, NODE-key.pem; valid for the node name,\nlocalhost and 127.0.0.1, for the API and mutual TLS between nodes) and a client certificate, for test and\ncompose clusters. Existing files are never overwritten.")
+		"Creates a CA (ca.pem, ca-key.pem), one node certificate per node (NODE.pem, NODE-key.pem; valid for the node\n"+
+			"name, localhost and 127.0.0.1, for the API and the cluster port) and a client certificate (client.pem,\n"+
+			"client-key.pem), for test and compose clusters. Existing files are never overwritten.\n\n"+
+			"Node certificates carry the node marking, the URI SAN urn:coffer:node:NODE: the cluster port accepts only\n"+
+			"certificates with it and takes the peer's node id from it, so each name in --nodes must be that node's\n"+
+			"--node-id. The client certificate has no marking: it is for API clients (e.g. curl --cert) and can't open\n"+
+			"the cluster port. Certificates made by older versions have no marking: regenerate them.")
 	out := c.fs.String("out", "", "directory to write into")
-	nodes := c.fs.String("nodes", "", "comma-separated node names (also DNS names in their certificates)")
+	nodes := c.fs.String("nodes", "", "comma-separated node ids (each node's --node-id; also DNS names in their certificates)")
 	hosts := c.fs.String("hosts", "", "comma-separated extra DNS names or IPs for every node certificate")
 	if _, rc := c.parse(args, 0, 0); rc >= 0 {
 		return rc
