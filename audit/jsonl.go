@@ -63,12 +63,6 @@ var fieldOrder = []string{"seq", "time", "node", "request_id", "action", "princi
 // check the hash; VerifyJSONL does.
 func ParseLine(line []byte) (Entry, error) {
 	var e Entry
-	if !utf8.Valid(line) {
-		return e, errors.New("invalid UTF-8")
-	}
-	if err := checkEscapes(line); err != nil {
-		return e, err
-	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
 	if err := expectDelim(dec, '{'); err != nil {
@@ -97,6 +91,14 @@ func ParseLine(line []byte) (Entry, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return e, errors.New("more than one JSON value on the line")
+	}
+	// Checked after the walk, so that a line cut short mid-character by a
+	// crash is still reported as incomplete (see ErrIncomplete).
+	if !utf8.Valid(line) {
+		return e, errors.New("invalid UTF-8")
+	}
+	if err := checkEscapes(line); err != nil {
+		return e, err
 	}
 	if missing := requiredFields &^ seen; missing != 0 {
 		for _, k := range fieldOrder {
@@ -257,9 +259,14 @@ func jsonKind(tok json.Token) string {
 	return "another type"
 }
 
+// ErrIncomplete is wrapped by ParseLine's error for a line that is a
+// correct start of a JSON object but ends before it does: what a crash in
+// the middle of a write leaves.
+var ErrIncomplete = errors.New("incomplete JSON")
+
 func syntaxErr(err error) error {
-	if err == io.EOF {
-		return errors.New("incomplete JSON")
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return ErrIncomplete
 	}
 	return fmt.Errorf("invalid JSON: %v", err)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -28,7 +29,8 @@ type FileReport struct {
 	Line        int
 	Reason      string
 	// TornLines counts fragments left by a crash mid-write: lines that are
-	// not JSON but a strict prefix of the next line, the entry the node
+	// the start of a JSON object, cut short, and a strict prefix of the next
+	// line, the entry the node
 	// wrote again in full. TornTail is set when the file ends mid-line (a
 	// write in progress, or a crash the node has not yet repaired); that
 	// fragment is ignored.
@@ -94,9 +96,12 @@ func VerifyJSONL(r io.Reader, opt FileOptions) (FileReport, error) {
 		if tooLong {
 			return fail(lineNo, next(), "longer than %d bytes", MaxLineBytes)
 		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			return fail(lineNo, next(), "empty line")
+		}
 		e, perr := ParseLine(line)
 		if perr != nil {
-			if len(line) > 0 && !json.Valid(line) {
+			if errors.Is(perr, ErrIncomplete) {
 				if !terminated {
 					rep.TornTail = true
 					break
