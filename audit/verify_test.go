@@ -3,6 +3,7 @@ package audit
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // recomputeFrom alters entry seq (1-based) of entries with edit and
@@ -132,5 +133,41 @@ func TestFirstMismatch(t *testing.T) {
 	}
 	if i, _ := FirstMismatch(points[:3], ref); i != 3 {
 		t.Fatalf("all equal: %d, want len", i)
+	}
+}
+
+// TestMemoryScanDoesNotHoldLock: the in-memory store (dev mode) walks its
+// trail without holding its lock while verifying, so Apply's appends are
+// not stalled behind a verifyAudit of a long trail.
+func TestMemoryScanDoesNotHoldLock(t *testing.T) {
+	entries, _ := chain(Head{}, 3*scanChunk)
+	s := NewMemoryStore()
+	defer s.Close()
+	mustAppend(t, s, entries[:2*scanChunk])
+	done := make(chan error, 1)
+	go func() {
+		appended := false
+		err := s.(*memoryStore).scan(1, func(seq uint64, e *Entry, _ error) bool {
+			if !appended {
+				appended = true
+				// Would deadlock if the walk held the lock.
+				if err := s.Append(entries[2*scanChunk:]); err != nil {
+					t.Error(err)
+				}
+			}
+			return true
+		})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an Append during a walk of the store blocked: the walk holds the lock")
+	}
+	if r, err := VerifyStore(s, Head{}); err != nil || !r.OK || r.Checked != 3*scanChunk {
+		t.Fatalf("%+v %v", r, err)
 	}
 }
