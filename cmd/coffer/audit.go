@@ -143,20 +143,26 @@ func auditVerifyFile(c *cmd, path string, offline bool) int {
 	a := c.a
 	res := fileVerifyResult{File: path}
 	done := func() int {
-		if c.jsonOut() {
+		switch {
+		case c.jsonOut():
 			c.printValue(&res)
-		} else if res.OK {
+		case res.OK && res.Entries == 0:
+			fmt.Fprintln(a.stdout, "OK: the file holds no entry")
+		case res.OK:
 			fmt.Fprintf(a.stdout, "OK: %d entries (seq %d to %d)", res.Entries, res.FirstSeq, res.LastSeq)
 			if res.Anchored {
 				fmt.Fprintf(a.stdout, "; the hash of seq %d is the cluster's (%s)\n", res.LastSeq, res.AnchorAddr)
 			} else {
 				fmt.Fprint(a.stdout, "\nNOT ANCHORED: the file is one unbroken chain, but a chain recomputed after an edit also is;\n"+
 					"give a node (--addr) to compare its last hash with the cluster's.\n")
+				if res.FirstSeq > 1 {
+					fmt.Fprintf(a.stdout, "The file starts at seq %d: its start is vouched for only by its own prev_hash.\n", res.FirstSeq)
+				}
 			}
 			if res.TornLines > 0 || res.TornTail {
 				fmt.Fprintf(a.stdout, "Skipped: %d line(s) torn by a crash and rewritten in full on the next line; torn last line: %v\n", res.TornLines, res.TornTail)
 			}
-		} else {
+		default:
 			fmt.Fprintf(a.stdout, "BROKEN: %s\n", res.Reason)
 		}
 		if !res.OK {
@@ -180,9 +186,6 @@ func auditVerifyFile(c *cmd, path string, offline bool) int {
 	res.OK, res.Entries, res.FirstSeq, res.LastSeq, res.LastHash = rep.OK, rep.Entries, rep.First, rep.Last, rep.LastHash
 	res.FirstBrokenSeq, res.Line, res.TornLines, res.TornTail = rep.FirstBroken, rep.Line, rep.TornLines, rep.TornTail
 	res.Reason = rep.Reason
-	if rep.OK && !rep.Genesis && rep.Entries > 0 && offline {
-		res.Reason = fmt.Sprintf("the file starts at seq %d: its start is anchored only by its own prev_hash", rep.First)
-	}
 	anchor := !offline && (flagGiven(c.fs, "addr") || a.getenv(client.EnvAddr) != "")
 	if !rep.OK || !anchor || rep.Entries == 0 {
 		return done()
