@@ -128,9 +128,11 @@ func (m *memoryStore) Get(seq uint64) (Entry, bool, error) {
 
 // scan copies up to scanChunk entries at a time under the read lock and
 // calls fn outside it, so a long Verify or Query does not hold Append (the
-// FSM's Apply) for the whole walk.
+// FSM's Apply) for the whole walk. Chunks start small and grow, so a query
+// for a page of a few entries copies only a few.
 func (m *memoryStore) scan(from uint64, fn func(uint64, *Entry, error) bool) error {
-	buf := make([]Entry, 0, scanChunk)
+	var buf []Entry
+	chunk := 16
 	for {
 		m.mu.RLock()
 		if m.closed {
@@ -138,7 +140,7 @@ func (m *memoryStore) scan(from uint64, fn func(uint64, *Entry, error) bool) err
 			return errClosed
 		}
 		i, _ := m.find(from)
-		j := min(i+scanChunk, len(m.entries))
+		j := min(i+chunk, len(m.entries))
 		buf = append(buf[:0], m.entries[i:j]...) // copies: fn must not reach into the store
 		more := j < len(m.entries)
 		m.mu.RUnlock()
@@ -151,6 +153,7 @@ func (m *memoryStore) scan(from uint64, fn func(uint64, *Entry, error) bool) err
 			return nil
 		}
 		from = buf[len(buf)-1].Seq + 1
+		chunk = min(2*chunk, scanChunk)
 	}
 }
 
