@@ -155,20 +155,20 @@ func ReadState(r io.Reader) (*State, error) {
 			st.Secrets.insert(&s) // a fresh tree, published only when complete
 		case recKey:
 			var k Key
-			if err := dec.Decode(&k); err != nil {
+			if err := decodeBounded(dec, &k); err != nil {
 				return nil, fmt.Errorf("read key record: %w", err)
 			}
 			keys.Insert([]byte(k.Name), &k)
 		case recToken:
 			var t Token
-			if err := dec.Decode(&t); err != nil {
+			if err := decodeBounded(dec, &t); err != nil {
 				return nil, fmt.Errorf("read token record: %w", err)
 			}
 			tokens.Insert([]byte(t.Accessor), &t)
 			hashes.Insert([]byte(t.Hash), t.Accessor)
 		case recPolicy:
 			var p acl.Policy
-			if err := dec.Decode(&p); err != nil {
+			if err := decodeBounded(dec, &p); err != nil {
 				return nil, fmt.Errorf("read policy record: %w", err)
 			}
 			pols.Insert([]byte(p.Name), &p)

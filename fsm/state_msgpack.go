@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -45,7 +46,7 @@ func (r *recordDecoder) secret(s *Secret) error {
 		case "l":
 			err = r.dec.Decode(&s.Labels)
 		case "ap":
-			err = r.dec.Decode(&s.AccessPolicy)
+			err = decodeBounded(r.dec, &s.AccessPolicy)
 		case "ca":
 			s.CreatedAt, err = r.dec.DecodeInt64()
 		case "cb":
@@ -292,4 +293,94 @@ func (w *fieldWriter) str(k, v string) { w.field(k, func() error { return w.enc.
 
 func (w *fieldWriter) int64(k string, v int64) {
 	w.field(k, func() error { return w.enc.EncodeInt64(v) })
+}
+
+// checkMsgpackBounds walks the msgpack values in b and checks that no array
+// or map announces more elements than b has bytes left (each element takes
+// at least one). msgpack's reflective decoder allocates a slice of the
+// announced length before reading it (v5.4.1 ignores its own allocation
+// limit), so 5 crafted bytes asked for hundreds of GB and killed the
+// process: untrusted bytes are checked before they are decoded by
+// reflection.
+func checkMsgpackBounds(b []byte) error {
+	pending := 1 // values still to read
+	for i := 0; pending > 0; pending-- {
+		if i >= len(b) {
+			return errors.New("msgpack: truncated")
+		}
+		c := b[i]
+		i++
+		n, size := 0, 0 // n: elements that follow; size: bytes of the value's payload
+		switch {
+		case c <= msgpcode.PosFixedNumHigh || c >= msgpcode.NegFixedNumLow:
+		case c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh:
+			n = 2 * int(c&0x0f)
+		case c >= msgpcode.FixedArrayLow && c <= msgpcode.FixedArrayHigh:
+			n = int(c & 0x0f)
+		case c >= msgpcode.FixedStrLow && c <= msgpcode.FixedStrHigh:
+			size = int(c & 0x1f)
+		default:
+			var w int // width of a length that follows the code
+			switch c {
+			case msgpcode.Nil, msgpcode.False, msgpcode.True:
+			case msgpcode.Uint8, msgpcode.Int8:
+				size = 1
+			case msgpcode.Uint16, msgpcode.Int16:
+				size = 2
+			case msgpcode.Uint32, msgpcode.Int32, msgpcode.Float:
+				size = 4
+			case msgpcode.Uint64, msgpcode.Int64, msgpcode.Double:
+				size = 8
+			case msgpcode.FixExt1, msgpcode.FixExt2, msgpcode.FixExt4, msgpcode.FixExt8, msgpcode.FixExt16:
+				size = 1 + 1<<(c-msgpcode.FixExt1)
+			case msgpcode.Str8, msgpcode.Bin8, msgpcode.Ext8:
+				w = 1
+			case msgpcode.Str16, msgpcode.Bin16, msgpcode.Ext16, msgpcode.Array16, msgpcode.Map16:
+				w = 2
+			case msgpcode.Str32, msgpcode.Bin32, msgpcode.Ext32, msgpcode.Array32, msgpcode.Map32:
+				w = 4
+			default:
+				return fmt.Errorf("msgpack: invalid code %#x", c)
+			}
+			if w > 0 {
+				if len(b)-i < w {
+					return errors.New("msgpack: truncated")
+				}
+				l := 0
+				for _, x := range b[i : i+w] {
+					l = l<<8 | int(x)
+				}
+				i += w
+				switch c {
+				case msgpcode.Array16, msgpcode.Array32:
+					n = l
+				case msgpcode.Map16, msgpcode.Map32:
+					n = 2 * l
+				case msgpcode.Ext8, msgpcode.Ext16, msgpcode.Ext32:
+					size = l + 1 // the type byte
+				default:
+					size = l
+				}
+			}
+		}
+		if size > len(b)-i || n > len(b)-i || pending+n > len(b)-i+1 {
+			return errors.New("msgpack: a length exceeds the data")
+		}
+		i += size
+		pending += n
+	}
+	return nil
+}
+
+// decodeBounded decodes the next value of dec into v, by reflection, once
+// checkMsgpackBounds has passed its bytes.
+func decodeBounded(dec *msgpack.Decoder, v any) error {
+	raw, err := dec.DecodeRaw()
+	if err != nil {
+		return err
+	}
+	if err := checkMsgpackBounds(raw); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(raw, v)
 }

@@ -9,10 +9,6 @@ import (
 
 // Limits a restored state is held to, besides those of apitypes and acl.
 const (
-	// maxTokenNameBytes is createToken's bound on a token's name.
-	maxTokenNameBytes = 128
-	// maxTokenPolicies is SPEC §6's bound on the policies a token names.
-	maxTokenPolicies = 32
 	// maxVersionSize bounds a version's recorded plaintext size: the
 	// largest value putSecretValue accepts.
 	maxVersionSize = apitypes.MaxValueBytes
@@ -228,16 +224,11 @@ func validateToken(t *Token) error {
 	if !isLowerHex(t.Hash, 64) {
 		return fmt.Errorf("hash is not a hex SHA-256")
 	}
-	if t.Name == "" || len(t.Name) > maxTokenNameBytes {
-		return fmt.Errorf("name must be 1-%d bytes", maxTokenNameBytes)
+	if t.Name == "" || len(t.Name) > acl.MaxTokenNameLen {
+		return fmt.Errorf("name must be 1-%d bytes", acl.MaxTokenNameLen)
 	}
-	if len(t.Policies) == 0 || len(t.Policies) > maxTokenPolicies {
-		return fmt.Errorf("names %d policies, 1-%d allowed", len(t.Policies), maxTokenPolicies)
-	}
-	for _, p := range t.Policies {
-		if err := acl.ValidatePolicyName(p); err != nil {
-			return err
-		}
+	if err := acl.ValidateTokenPolicies(t.Policies); err != nil {
+		return err
 	}
 	if t.ExpiresAt < 0 {
 		return fmt.Errorf("negative expiry")

@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhq/coffer/acl"
 	"github.com/cofferhq/coffer/apitypes"
 	"github.com/cofferhq/coffer/errs"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // vsHex is a lowercase hex string of n digits made from seed, in the
@@ -245,10 +246,11 @@ func TestValidateStateRefuses(t *testing.T) {
 		{"token without policies", tok(func(tk *Token) { tk.Policies = nil }), "policies"},
 		{"token with too many policies", tok(func(tk *Token) {
 			tk.Policies = nil
-			for i := range maxTokenPolicies + 1 {
+			for i := range acl.MaxTokenPolicies + 1 {
 				tk.Policies = append(tk.Policies, fmt.Sprintf("p%d", i))
 			}
 		}), "policies"},
+		{"token naming a policy twice", tok(func(tk *Token) { tk.Policies = []string{"admin", "admin"} }), "twice"},
 		{"token with a bad policy name", tok(func(tk *Token) { tk.Policies = []string{"Admin!"} }), "not allowed"},
 		{"token without name", tok(func(tk *Token) { tk.Name = "" }), "name"},
 		{"token with a bad CIDR", tok(func(tk *Token) { tk.SourceCIDRs = []string{"10.0.0.1/8"} }), "source_cidrs"},
@@ -274,6 +276,11 @@ func TestValidateStateRefuses(t *testing.T) {
 				p.Rules = append(p.Rules, p.Rules[0])
 			}
 		}), "rules"},
+		{"policy with too many paths", pol(func(p *acl.Policy) {
+			for i := range acl.MaxRulePaths {
+				p.Rules[0].Paths = append(p.Rules[0].Paths, fmt.Sprintf("/p/%d", i))
+			}
+		}), "paths"},
 		{"policy with an unknown action", pol(func(p *acl.Policy) { p.Rules[0].Actions = []string{"rootAll"} }), "unknown action"},
 		{"policy named like a built-in", pol(func(p *acl.Policy) { p.Name = acl.PolicyAdmin }), "built-in"},
 		{"policy marked built-in", pol(func(p *acl.Policy) { p.BuiltIn = true }), "built-in"},
@@ -358,4 +365,26 @@ func BenchmarkValidateState(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/secret")
+}
+
+// A crafted length is refused before msgpack's reflective decoder
+// allocates it (a 5-byte array header asked for hundreds of GB).
+func TestCheckMsgpackBounds(t *testing.T) {
+	for _, v := range []any{&Key{Name: "k", Versions: []*KeyVersion{{Version: 1, Wrapped: []byte("w")}}}, map[string]any{"a": []any{1, "x", 2.5, nil, true, []byte{1}}}, int64(-1 << 40)} {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkMsgpackBounds(b); err != nil {
+			t.Fatalf("%T: %v", v, err)
+		}
+		if len(b) > 1 && checkMsgpackBounds(b[:len(b)-1]) == nil {
+			t.Fatalf("%T truncated: accepted", v)
+		}
+	}
+	for _, b := range [][]byte{{0xdd, 0xdc, 0x72, 0x00, 0xcc}, {0xdf, 0x7f, 0, 0, 0, 0xa0}, {0xc6, 0x7f, 0, 0, 0}, {0x92, 0x01}, {0xc1}} {
+		if err := checkMsgpackBounds(b); err == nil {
+			t.Fatalf("% x accepted", b)
+		}
+	}
 }
