@@ -13,7 +13,8 @@ import (
 // writeAutomatedBackup, run every SnapshotInterval, writes a snapshot file
 // into SnapshotDir and keeps the newest SnapshotRetain files. Each file is
 // written to a temporary name, synced and renamed, so a crash never leaves a
-// partial file under a snapshot's name; the file carries its own checksum.
+// partial file under a snapshot's name. It is written by WriteSnapshot, so
+// it carries the MAC a restore checks.
 func (n *Node) writeAutomatedBackup() {
 	if n.fsm.State().ClusterID == "" {
 		return

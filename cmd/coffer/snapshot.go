@@ -91,7 +91,10 @@ func saveTo(tmp *os.File, file string, fill func(*os.File) error) (int64, error)
 
 func snapshotRestore(a *app, args []string) int {
 	c := a.newCmd("snapshot restore", "FILE [flags]",
-		"Replaces the cluster's data with the snapshot in FILE. The cluster refuses a corrupt snapshot, and one\nfrom another cluster unless it is a fresh cluster under the same root key (disaster recovery).").withConn()
+		"Replaces the cluster's data with the snapshot in FILE. The cluster refuses (InvalidArgument) a file whose MAC\n"+
+			"does not verify under its root keys (a changed file, a format-1 file, or one written under another root key)\n"+
+			"and one whose state fails validation; it refuses one from another cluster unless it is a fresh cluster under\n"+
+			"the same root key (disaster recovery). A refused restore changes nothing.").withConn()
 	pos, rc := c.parse(args, 1, 1)
 	if rc >= 0 {
 		return rc
