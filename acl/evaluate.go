@@ -33,12 +33,31 @@ type Decision struct {
 // reason names the first such failure, so a user learns why rather than just
 // that they were denied. Nil policies are skipped.
 func Evaluate(policies []*Policy, req Request) Decision {
+	return evaluate(policySlice(policies), req)
+}
+
+// policySource yields the policies to evaluate by position; policy(i) is
+// nil for one to skip. A type parameter rather than an interface value or a
+// closure keeps evaluation free of allocations.
+type policySource interface {
+	count() int
+	policy(i int) *Policy
+}
+
+type policySlice []*Policy
+
+func (s policySlice) count() int           { return len(s) }
+func (s policySlice) policy(i int) *Policy { return s[i] }
+
+func evaluate[S policySource](policies S, req Request) Decision {
 	if req.Action == "" {
 		return Decision{Reason: "no action given"}
 	}
-	allowedBy := ""
+	var allowedBy *Policy
+	allowedRule := 0
 	conditionFailure := ""
-	for _, p := range policies {
+	for pi, n := 0, policies.count(); pi < n; pi++ {
+		p := policies.policy(pi)
 		if p == nil {
 			continue
 		}
@@ -60,8 +79,8 @@ func Evaluate(policies []*Policy, req Request) Decision {
 				}
 			case EffectAllow:
 				if cond.ok() {
-					if allowedBy == "" {
-						allowedBy = fmt.Sprintf("allowed by policy %q rule %d", p.Name, i+1)
+					if allowedBy == nil {
+						allowedBy, allowedRule = p, i+1
 					}
 				} else if conditionFailure == "" {
 					conditionFailure = describeConditionFailure(p.Name, i+1, r.Conditions, cond, req)
@@ -70,8 +89,8 @@ func Evaluate(policies []*Policy, req Request) Decision {
 			// Any other effect is invalid data: it neither allows nor denies.
 		}
 	}
-	if allowedBy != "" {
-		return Decision{Allowed: true, Reason: allowedBy}
+	if allowedBy != nil {
+		return Decision{Allowed: true, Reason: fmt.Sprintf("allowed by policy %q rule %d", allowedBy.Name, allowedRule)}
 	}
 	if conditionFailure != "" {
 		return Decision{Reason: conditionFailure}

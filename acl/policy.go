@@ -13,9 +13,14 @@ const (
 	EffectDeny  = "deny"
 )
 
-// Limits on policies.
+// Limits on policies and tokens (SPEC §6): they bound the cost of one
+// evaluation to at most MaxTokenPolicies × MaxRules × (MaxRuleActions +
+// MaxRulePaths) comparisons, whatever a caller writes.
 const (
-	MaxRules         = 100
+	MaxRules         = 64
+	MaxRuleActions   = 256
+	MaxRulePaths     = 256
+	MaxTokenPolicies = 32
 	MaxPolicyNameLen = 64
 	wildcard         = "*"
 	prefixPathSuffix = "/*"
@@ -84,12 +89,41 @@ func ValidatePolicy(p *Policy) error {
 	return nil
 }
 
+// CheckPolicyLimits checks only a policy's sizes (name, rules, actions and
+// paths per rule): the part of ValidatePolicy that bounds evaluation cost,
+// cheap and independent of anything but the policy, so Apply can re-check
+// it on every node.
+func CheckPolicyLimits(p *Policy) error {
+	if len(p.Name) == 0 || len(p.Name) > MaxPolicyNameLen {
+		return fmt.Errorf("policy name must be 1-%d characters", MaxPolicyNameLen)
+	}
+	if len(p.Rules) > MaxRules {
+		return fmt.Errorf("policy %q has %d rules, at most %d allowed", p.Name, len(p.Rules), MaxRules)
+	}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if len(r.Actions) > MaxRuleActions {
+			return fmt.Errorf("rule %d: actions has %d entries, at most %d allowed", i+1, len(r.Actions), MaxRuleActions)
+		}
+		if len(r.Paths) > MaxRulePaths {
+			return fmt.Errorf("rule %d: paths has %d entries, at most %d allowed", i+1, len(r.Paths), MaxRulePaths)
+		}
+		if c := r.Conditions; c != nil && (len(c.SourceCIDRs) > MaxSourceCIDRs || len(c.TimeWindows) > MaxTimeWindows) {
+			return fmt.Errorf("rule %d: too many conditions (at most %d source_cidrs and %d time_windows)", i+1, MaxSourceCIDRs, MaxTimeWindows)
+		}
+	}
+	return nil
+}
+
 func validateRule(r *Rule) error {
 	if r.Effect != EffectAllow && r.Effect != EffectDeny {
 		return fmt.Errorf("effect %q must be %q or %q", r.Effect, EffectAllow, EffectDeny)
 	}
 	if len(r.Actions) == 0 {
 		return fmt.Errorf("actions is empty (name actions, or \"*\" for all)")
+	}
+	if len(r.Actions) > MaxRuleActions {
+		return fmt.Errorf("actions has %d entries, at most %d allowed", len(r.Actions), MaxRuleActions)
 	}
 	for _, a := range r.Actions {
 		if a != wildcard && !IsAction(a) {
@@ -98,6 +132,9 @@ func validateRule(r *Rule) error {
 	}
 	if len(r.Paths) == 0 {
 		return fmt.Errorf("paths is empty (name paths, or \"*\" for all)")
+	}
+	if len(r.Paths) > MaxRulePaths {
+		return fmt.Errorf("paths has %d entries, at most %d allowed", len(r.Paths), MaxRulePaths)
 	}
 	for _, p := range r.Paths {
 		if err := validateRulePath(p); err != nil {
@@ -113,6 +150,9 @@ func validateRule(r *Rule) error {
 // unknownAction suggests the right spelling when only the case is wrong,
 // the commonest mistake with camelCase action names.
 func unknownAction(a string) error {
+	if len(a) > 64 {
+		return fmt.Errorf("unknown action (a %d-byte name)", len(a))
+	}
 	for _, known := range Actions {
 		if strings.EqualFold(a, known) {
 			return fmt.Errorf("unknown action %q (did you mean %q?)", a, known)

@@ -80,13 +80,16 @@ func TestValidatePolicy(t *testing.T) {
 			},
 		})}}, ""},
 		{"empty conditions", &Policy{Name: "app", Rules: []Rule{withCond(Conditions{})}}, ""},
-		{"100 rules", &Policy{Name: "app", Rules: many(100, ok)}, ""},
+		{"64 rules", &Policy{Name: "app", Rules: many(64, ok)}, ""},
+		{"256 actions, 256 paths", &Policy{Name: "app", Rules: []Rule{allow(slices.Repeat(list("getSecretValue"), 256), slices.Repeat(list("/a/*"), 256))}}, ""},
 
 		{"nil", nil, "policy is required"},
 		{"bad name", &Policy{Name: "App", Rules: []Rule{ok}}, `policy name "App": character 'A' is not allowed (use a-z 0-9 _ -)`},
 		{"no name", &Policy{Rules: []Rule{ok}}, `policy name "" must be 1-64 characters`},
 		{"no rules", &Policy{Name: "app"}, `policy "app" has no rules; it would grant nothing`},
-		{"101 rules", &Policy{Name: "app", Rules: many(101, ok)}, `policy "app" has 101 rules, at most 100 allowed`},
+		{"65 rules", &Policy{Name: "app", Rules: many(65, ok)}, `policy "app" has 65 rules, at most 64 allowed`},
+		{"257 actions", &Policy{Name: "app", Rules: []Rule{ok, allow(slices.Repeat(list("getSecretValue"), 257), list("*"))}}, `rule 2: actions has 257 entries, at most 256 allowed`},
+		{"257 paths", &Policy{Name: "app", Rules: []Rule{allow(list("*"), slices.Repeat(list("/a/*"), 257))}}, `rule 1: paths has 257 entries, at most 256 allowed`},
 		{"effect case", &Policy{Name: "app", Rules: []Rule{{Effect: "Allow", Actions: list("*"), Paths: list("*")}}},
 			`rule 1: effect "Allow" must be "allow" or "deny"`},
 		{"effect empty", &Policy{Name: "app", Rules: []Rule{ok, {Actions: list("*"), Paths: list("*")}}},
@@ -211,8 +214,8 @@ func TestValidateAccessPolicy(t *testing.T) {
 }
 
 func TestActions(t *testing.T) {
-	if len(Actions) != 38 {
-		t.Errorf("len(Actions) = %d, want 38 (11 secret, 9 KMS, 8 access, 2 audit, 8 cluster)", len(Actions))
+	if len(Actions) != 39 {
+		t.Errorf("len(Actions) = %d, want 39 (11 secret, 9 KMS, 8 access, 2 audit, 9 cluster)", len(Actions))
 	}
 	seen := make(map[string]bool)
 	for _, a := range Actions {
@@ -265,7 +268,7 @@ func TestBuiltinPolicies(t *testing.T) {
 	bp["admin"].Rules = nil
 	delete(bp, "kms-admin")
 	again := BuiltinPolicies()
-	if again["secrets-reader"].Rules[0].Actions[0] != "getSecretValue" || len(again["admin"].Rules) != 1 || again["kms-admin"] == nil {
+	if slices.Contains(again["secrets-reader"].Rules[0].Actions, "deleteSecret") || len(again["admin"].Rules) != 1 || again["kms-admin"] == nil {
 		t.Error("BuiltinPolicies returned shared state")
 	}
 }

@@ -44,6 +44,11 @@ func (s *Server) putPolicy(ctx context.Context, rc *reqCtx, raw []byte) (any, er
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
+	// Authorized first (putPolicy needs admin): a caller who may not write
+	// policies learns nothing from how its request would be judged.
+	if err := s.authorize(ctx, rc, s.n.State(), evPutPolicy, "", nil); err != nil {
+		return nil, err
+	}
 	if err := acl.ValidatePolicyName(req.Name); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -53,9 +58,6 @@ func (s *Server) putPolicy(ctx context.Context, rc *reqCtx, raw []byte) (any, er
 	p := toACLPolicy(req.Name, req.Rules)
 	if err := acl.ValidatePolicy(p); err != nil {
 		return nil, invalid("%v", err)
-	}
-	if err := s.authorize(ctx, rc, s.n.State(), evPutPolicy, "", nil); err != nil {
-		return nil, err
 	}
 	e := s.entry(rc, evPutPolicy, "")
 	e.Reason = "policy " + req.Name
@@ -71,14 +73,14 @@ func (s *Server) deletePolicy(ctx context.Context, rc *reqCtx, raw []byte) (any,
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
+	if err := s.authorize(ctx, rc, s.n.State(), evDeletePolicy, "", nil); err != nil {
+		return nil, err
+	}
 	if err := acl.ValidatePolicyName(req.Name); err != nil {
 		return nil, invalid("%v", err)
 	}
 	if acl.IsBuiltin(req.Name) {
 		return nil, errs.New(errs.FailedPrecondition, "policy %q is built in and can't be deleted", req.Name)
-	}
-	if err := s.authorize(ctx, rc, s.n.State(), evDeletePolicy, "", nil); err != nil {
-		return nil, err
 	}
 	e := s.entry(rc, evDeletePolicy, "")
 	e.Reason = "policy " + req.Name
@@ -94,15 +96,15 @@ func (s *Server) getPolicy(ctx context.Context, rc *reqCtx, raw []byte) (any, er
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
-	if err := acl.ValidatePolicyName(req.Name); err != nil {
-		return nil, invalid("%v", err)
-	}
 	st, err := s.n.ReadState(ctx, req.ReadOptions)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.authorize(ctx, rc, st, evGetPolicy, "", nil); err != nil {
 		return nil, err
+	}
+	if err := acl.ValidatePolicyName(req.Name); err != nil {
+		return nil, invalid("%v", err)
 	}
 	p, ok := st.Policy(req.Name)
 	if !ok {

@@ -224,11 +224,19 @@ func (s *Server) batchGetSecretValue(ctx context.Context, rc *reqCtx, raw []byte
 		return nil, err
 	}
 	rc.leaderRead = lr // confirmed by the audit commit below, which every path reaches
+	// The token is checked at the state the batch is answered from, like
+	// every read: a token revoked at or before it reads nothing.
+	if err := rc.stillValid(st); err != nil {
+		return nil, err
+	}
 	resp := &apitypes.BatchGetSecretValueResponse{Values: []apitypes.SecretValue{}, Errors: map[string]apitypes.ErrorDetail{}, Index: st.Index}
 	var entries []apitypes.AuditEntry
 	for _, p := range req.Paths {
 		sec, _ := st.Secret(p)
 		if d := s.decide(rc, st, rc.action, p, sec); !d.Allowed {
+			if d.Unauthenticated {
+				return nil, errs.New(errs.Unauthenticated, "%s", d.Reason)
+			}
 			e := s.entry(rc, evGetValue, p)
 			e.Result, e.ErrorCode, e.Reason = apitypes.ResultDenied, string(errs.PermissionDenied), d.Reason
 			entries = append(entries, e)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +22,12 @@ type reqCtx struct {
 	action    string
 	source    netip.Addr
 	token     *fsm.Token // nil for public actions called without a token
-	principal apitypes.Principal
+	// tokenInfo is token's authorization view, and tokenState the state
+	// token was read from: decisions on another state look the token up
+	// again there (a revoked token is refused at the state it is read at).
+	tokenInfo  acl.TokenInfo
+	tokenState *fsm.State
+	principal  apitypes.Principal
 	audited   bool // an entry of this request was committed
 	// leaderRead, if set, is a leader read served without a heartbeat
 	// round: the commit of this request's audit entry confirms it.
@@ -31,7 +35,7 @@ type reqCtx struct {
 }
 
 func (s *Server) newReqCtx(ctx context.Context, r *http.Request, action string, public bool) (*reqCtx, error) {
-	rc := &reqCtx{requestID: node.RandomID(), action: strings.ReplaceAll(action, "/", "."), source: s.sourceAddr(r)}
+	rc := &reqCtx{requestID: node.RandomID(), action: actionName(action), source: s.sourceAddr(r)}
 	if public {
 		return rc, nil
 	}
@@ -39,7 +43,7 @@ func (s *Server) newReqCtx(ctx context.Context, r *http.Request, action string, 
 	if err != nil {
 		return nil, err
 	}
-	rc.token = tok
+	rc.setToken(tok, nil)
 	rc.principal = apitypes.Principal{Accessor: tok.Accessor, Name: tok.Name}
 	return rc, nil
 }
@@ -72,13 +76,40 @@ func (s *Server) authenticate(r *http.Request, source netip.Addr) (*fsm.Token, e
 	if !ok {
 		return nil, errs.New(errs.Unauthenticated, "invalid or revoked token")
 	}
-	if tok.Expired(time.Now().UnixNano()) {
-		return nil, errs.New(errs.Unauthenticated, "token has expired")
-	}
-	if len(tok.SourceCIDRs) > 0 && !acl.InCIDRs(tok.SourceCIDRs, source) {
-		return nil, errs.New(errs.Unauthenticated, "token may not be used from %s", source)
+	info := tok.AuthzInfo()
+	if d := acl.CheckToken(&info, source, time.Now()); !d.Allowed {
+		return nil, errs.New(errs.Unauthenticated, "%s", d.Reason)
 	}
 	return tok, nil
+}
+
+// actionName is the action-table name of a route ("sys/join" → "sys.join").
+func actionName(route string) string {
+	if a, ok := acl.LookupRoute(route); ok {
+		return a.Name
+	}
+	return strings.ReplaceAll(route, "/", ".")
+}
+
+func (rc *reqCtx) setToken(tok *fsm.Token, st *fsm.State) {
+	rc.token, rc.tokenState = tok, st
+	rc.tokenInfo = tok.AuthzInfo()
+}
+
+// tokenAt returns the caller's token as st holds it (nil if st doesn't
+// hold it: revoked at or before st), and makes it the request's token.
+func (rc *reqCtx) tokenAt(st *fsm.State) *acl.TokenInfo {
+	if rc.token == nil {
+		return nil
+	}
+	if rc.tokenState != st {
+		tok, ok := st.Token(rc.token.Accessor)
+		if !ok {
+			return nil
+		}
+		rc.setToken(tok, st) // policies may have changed
+	}
+	return &rc.tokenInfo
 }
 
 // sourceAddr is the TCP peer, or the client named in X-Forwarded-For when
@@ -149,14 +180,9 @@ func (rc *reqCtx) stillValid(st *fsm.State) error {
 	if rc.token == nil {
 		return nil
 	}
-	tok, ok := st.Token(rc.token.Accessor)
-	if !ok {
-		return errs.New(errs.Unauthenticated, "invalid or revoked token")
+	if d := acl.CheckToken(rc.tokenAt(st), rc.source, time.Now()); !d.Allowed {
+		return errs.New(errs.Unauthenticated, "%s", d.Reason)
 	}
-	if tok.Expired(time.Now().UnixNano()) {
-		return errs.New(errs.Unauthenticated, "token has expired")
-	}
-	rc.token = tok // policies may have changed
 	return nil
 }
 
@@ -177,12 +203,12 @@ func (s *Server) authorize(ctx context.Context, rc *reqCtx, st *fsm.State, event
 // authorizeAs is authorize for an action other than the request's own (an
 // action that implies another, e.g. generateSecret with create: true).
 func (s *Server) authorizeAs(ctx context.Context, rc *reqCtx, st *fsm.State, action, event, path string, sec *fsm.Secret) error {
-	if err := rc.stillValid(st); err != nil {
-		return err
-	}
 	d := s.decide(rc, st, action, path, sec)
 	if d.Allowed {
 		return nil
+	}
+	if d.Unauthenticated {
+		return errs.New(errs.Unauthenticated, "%s", d.Reason)
 	}
 	e := s.entry(rc, event, path)
 	e.Result, e.ErrorCode, e.Reason = apitypes.ResultDenied, string(errs.PermissionDenied), d.Reason
@@ -192,25 +218,15 @@ func (s *Server) authorizeAs(ctx context.Context, rc *reqCtx, st *fsm.State, act
 	return errs.New(errs.PermissionDenied, "%s", d.Reason)
 }
 
-func (s *Server) decide(rc *reqCtx, st *fsm.State, action, path string, sec *fsm.Secret) acl.Decision {
-	if rc.token == nil {
-		return acl.Decision{Reason: "no token"}
+// decide is acl.Authorize for this request on st: the caller's token as st
+// holds it (so a token revoked at or before st is refused), its policies in
+// st, and the access policy of sec (the secret at path in st, or nil).
+func (s *Server) decide(rc *reqCtx, st *fsm.State, action, path string, sec *fsm.Secret) acl.AuthzDecision {
+	req := acl.AuthzRequest{Token: rc.tokenAt(st), Policy: st.Policy, Action: action, Path: path, Source: rc.source, Now: time.Now()}
+	if sec != nil {
+		req.AccessPolicy = sec.AccessPolicy
 	}
-	now := time.Now()
-	if fsm.RequiresAdmin(action) && !slices.Contains(rc.token.Policies, acl.PolicyAdmin) {
-		return acl.Decision{Reason: action + " needs the admin policy"}
-	}
-	pols := fsm.ResolvePolicies(st.Policy, rc.token.Policies)
-	d := acl.Evaluate(pols, acl.Request{Action: action, Path: path, Source: rc.source, Time: now})
-	if !d.Allowed {
-		return d
-	}
-	if sec != nil && sec.AccessPolicy != nil && !fsm.IgnoresAccessPolicy(action) {
-		if ok, why := acl.CheckAccessPolicy(sec.AccessPolicy, rc.source, now); !ok {
-			return acl.Decision{Reason: why}
-		}
-	}
-	return d
+	return acl.Authorize(req)
 }
 
 // auditNow commits audit entries of a read, a denial or a failed request

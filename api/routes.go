@@ -1,49 +1,68 @@
 package api
 
-import "context"
+import (
+	"context"
 
-// routes maps every POST /v1/<name> to its handler. Cluster actions live
-// under sys/ and are named as the acl package names them.
+	"github.com/cofferhq/coffer/acl"
+)
+
+type handler = func(context.Context, *reqCtx, []byte) (any, error)
+
+// routes maps every POST /v1/<route> to its handler. What an action is
+// (its audit event, whether it needs a token) comes from the acl action
+// table; a route missing from the table is a programming error caught at
+// start and by TestRoutesMatchActionTable. sys/health, sys/snapshot and
+// sys/restore are served by their own handlers (server.go).
 func (s *Server) routes() map[string]action {
-	a := func(h func(context.Context, *reqCtx, []byte) (any, error), event string) action {
-		return action{handle: h, event: event}
+	handlers := map[string]handler{
+		"createSecret":           s.createSecret,
+		"describeSecret":         s.describeSecret,
+		"listSecrets":            s.listSecrets,
+		"getSecretValue":         s.getSecretValue,
+		"batchGetSecretValue":    s.batchGetSecretValue,
+		"putSecretValue":         s.putSecretValue,
+		"generateSecret":         s.generateSecret,
+		"updateSecret":           s.updateSecret,
+		"destroySecretVersion":   s.destroySecretVersion,
+		"deleteSecret":           s.deleteSecret,
+		"createToken":            s.createToken,
+		"revokeToken":            s.revokeToken,
+		"listTokens":             s.listTokens,
+		"whoami":                 s.whoami,
+		"putPolicy":              s.putPolicy,
+		"getPolicy":              s.getPolicy,
+		"listPolicies":           s.listPolicies,
+		"deletePolicy":           s.deletePolicy,
+		"createKey":              s.createKey,
+		"describeKey":            s.describeKey,
+		"listKeys":               s.listKeys,
+		"rotateKey":              s.rotateKey,
+		"disableKey":             s.disableKey,
+		"enableKey":              s.enableKey,
+		"scheduleKeyDeletion":    s.scheduleKeyDeletion,
+		"cancelKeyDeletion":      s.cancelKeyDeletion,
+		"listKeyBindings":        s.listKeyBindings,
+		"rebindSecretKey":        s.rebindSecretKey,
+		"sys/rewrap":             s.rewrap,
+		"queryAudit":             s.queryAudit,
+		"verifyAudit":            s.verifyAudit,
+		"sys/init":               s.initCluster,
+		"sys/cluster":            s.cluster,
+		"sys/join":               s.join,
+		"sys/removePeer":         s.removePeer,
+		"sys/transferLeadership": s.transferLeadership,
 	}
-	return map[string]action{
-		"createSecret":           a(s.createSecret, evCreate),
-		"describeSecret":         a(s.describeSecret, evDescribe),
-		"listSecrets":            a(s.listSecrets, evList),
-		"getSecretValue":         a(s.getSecretValue, evGetValue),
-		"batchGetSecretValue":    a(s.batchGetSecretValue, evGetValue),
-		"putSecretValue":         a(s.putSecretValue, evPutValue),
-		"generateSecret":         a(s.generateSecret, evGenerate),
-		"updateSecret":           a(s.updateSecret, evUpdate),
-		"destroySecretVersion":   a(s.destroySecretVersion, evDestroy),
-		"deleteSecret":           a(s.deleteSecret, evDelete),
-		"createToken":            a(s.createToken, evCreateToken),
-		"revokeToken":            a(s.revokeToken, evRevokeToken),
-		"listTokens":             a(s.listTokens, evListTokens),
-		"whoami":                 a(s.whoami, evWhoami),
-		"putPolicy":              a(s.putPolicy, evPutPolicy),
-		"getPolicy":              a(s.getPolicy, evGetPolicy),
-		"listPolicies":           a(s.listPolicies, evListPolicies),
-		"deletePolicy":           a(s.deletePolicy, evDeletePolicy),
-		"createKey":              a(s.createKey, evCreateKey),
-		"describeKey":            a(s.describeKey, evDescribeKey),
-		"listKeys":               a(s.listKeys, evListKeys),
-		"rotateKey":              a(s.rotateKey, evRotateKey),
-		"disableKey":             a(s.disableKey, evDisableKey),
-		"enableKey":              a(s.enableKey, evEnableKey),
-		"scheduleKeyDeletion":    a(s.scheduleKeyDeletion, evScheduleDelete),
-		"cancelKeyDeletion":      a(s.cancelKeyDeletion, evCancelDelete),
-		"listKeyBindings":        a(s.listKeyBindings, evListBindings),
-		"rebindSecretKey":        a(s.rebindSecretKey, evRebindKey),
-		"sys/rewrap":             a(s.rewrap, evRewrap),
-		"queryAudit":             a(s.queryAudit, evQueryAudit),
-		"verifyAudit":            a(s.verifyAudit, evVerifyAudit),
-		"sys/init":               {handle: s.initCluster, event: evInit, public: true},
-		"sys/cluster":            a(s.cluster, evCluster),
-		"sys/join":               a(s.join, evJoin),
-		"sys/removePeer":         a(s.removePeer, evRemovePeer),
-		"sys/transferLeadership": a(s.transferLeadership, evTransferLeadership),
+	out := make(map[string]action, len(handlers))
+	for route, h := range handlers {
+		a, ok := acl.LookupRoute(route)
+		if !ok {
+			panic("api: route " + route + " is not in the acl action table")
+		}
+		out[route] = action{handle: h, event: a.Event, public: a.Public}
 	}
+	return out
 }
+
+// separateRoutes are the table's routes served outside routes(), by their
+// own handlers in server.go.
+var separateRoutes = []string{"sys/health", "sys/snapshot", "sys/restore"}

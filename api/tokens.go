@@ -21,38 +21,47 @@ const (
 	maxTokenTTL   = 10 * 365 * 24 * time.Hour
 )
 
+// createToken mints a token within the caller's rights (SPEC §6). The
+// caller is authorized before anything of the request is checked; whether
+// its policies exist depends on state and is decided at apply, on the leader's state, so
+// a caller can't probe policy names and a putPolicy just acknowledged by a
+// follower is seen. The rights rules are checked here for an early, clear
+// answer, and again at apply, where they are authoritative.
 func (s *Server) createToken(ctx context.Context, rc *reqCtx, raw []byte) (any, error) {
 	var req apitypes.CreateTokenRequest
 	if err := decode(raw, &req); err != nil {
 		return nil, err
 	}
-	if req.Name == "" || len(req.Name) > 128 {
-		return nil, invalid("name is required (1-128 bytes)")
-	}
-	if len(req.Policies) == 0 {
-		return nil, invalid("policies is required (at least one policy name)")
-	}
 	st := s.n.State()
-	for i, p := range req.Policies {
-		if _, ok := st.Policy(p); !ok {
-			return nil, invalid("policies[%d]: policy %q does not exist", i, p)
-		}
+	if err := s.authorize(ctx, rc, st, evCreateToken, "", nil); err != nil {
+		return nil, err
 	}
-	var expires int64
+	if req.Name == "" || len(req.Name) > acl.MaxTokenNameLen {
+		return nil, invalid("name is required (1-%d bytes)", acl.MaxTokenNameLen)
+	}
+	if err := acl.ValidateTokenPolicies(req.Policies); err != nil {
+		return nil, invalid("%v", err)
+	}
+	var ttl time.Duration
 	if req.TTL != "" {
-		ttl, err := time.ParseDuration(req.TTL)
+		var err error
+		ttl, err = time.ParseDuration(req.TTL)
 		if err != nil || ttl < time.Second || ttl > maxTokenTTL {
 			return nil, invalid("ttl must be a duration such as \"30m\" or \"24h\", between 1s and 10 years")
 		}
-		expires = time.Now().Add(ttl).UnixNano()
 	}
 	if len(req.SourceCIDRs) > 0 {
 		if err := acl.ValidateAccessPolicy(&apitypes.AccessPolicy{SourceCIDRs: req.SourceCIDRs}); err != nil {
 			return nil, invalid("source_cidrs: %v", err)
 		}
 	}
-	if err := s.authorize(ctx, rc, st, evCreateToken, "", nil); err != nil {
-		return nil, err
+	var expires int64
+	if ttl != 0 {
+		expires = time.Now().Add(ttl).UnixNano()
+	}
+	grant := acl.Grant{Policies: req.Policies, ExpiresAt: expires, SourceCIDRs: req.SourceCIDRs}
+	if err := acl.CheckGrant(rc.tokenAt(st), grant); err != nil {
+		return nil, s.failed(ctx, rc, evCreateToken, "", errs.New(errs.PermissionDenied, "%v", err))
 	}
 	token, accessor, err := acl.NewToken()
 	if err != nil {
@@ -126,7 +135,11 @@ func (s *Server) whoami(ctx context.Context, rc *reqCtx, raw []byte) (any, error
 	if err != nil {
 		return nil, err
 	}
-	// whoami only describes the caller's own token: every token may call it.
+	// whoami only describes the caller's own token: every valid token may
+	// call it, and it is checked at the state answered from.
+	if err := s.authorize(ctx, rc, st, evWhoami, "", nil); err != nil {
+		return nil, err
+	}
 	if err := s.auditNow(ctx, rc, s.ok(rc, evWhoami, "")); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/cofferhq/coffer/errs"
 )
 
-// PutPolicy creates or replaces a custom policy (validated by the sender).
+// PutPolicy creates or replaces a custom policy.
 type PutPolicy struct {
 	Policy acl.Policy `msgpack:"p"`
 }
@@ -29,18 +29,6 @@ func (s *State) Policy(name string) (*acl.Policy, bool) {
 	return s.Policies.Get([]byte(name))
 }
 
-// ResolvePolicies returns the policies a token names that exist; a deleted
-// policy simply grants nothing.
-func ResolvePolicies(get func(string) (*acl.Policy, bool), names []string) []*acl.Policy {
-	out := make([]*acl.Policy, 0, len(names))
-	for _, n := range names {
-		if p, ok := get(n); ok {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func (t *txn) policy(name string) (*acl.Policy, bool) {
 	if p, ok := builtinPolicies[name]; ok {
 		return p, true
@@ -48,78 +36,100 @@ func (t *txn) policy(name string) (*acl.Policy, bool) {
 	return t.pols.Get([]byte(name))
 }
 
-// RequiresAdmin reports whether an action is a cluster action, which needs
-// the admin policy by name whatever other policies say.
-func RequiresAdmin(action string) bool { return len(action) > 4 && action[:4] == "sys." }
-
-// IgnoresAccessPolicy lists the actions a secret's access policy does not
-// restrict (metadata listing and description).
-func IgnoresAccessPolicy(action string) bool {
-	return action == "describeSecret" || action == "listSecrets"
+// AuthzInfo is what acl.Authorize needs of the token.
+func (t *Token) AuthzInfo() acl.TokenInfo {
+	return acl.TokenInfo{Policies: t.Policies, ExpiresAt: t.ExpiresAt, SourceCIDRs: t.SourceCIDRs}
 }
 
-// authorize re-checks, at apply time, that the caller's token is still valid
-// and that its policies (and the secret's access policy) still allow the
-// command, using the leader's timestamp.
+// authorize re-checks, at apply time, the command's action on its path
+// (see authorizeAs).
 func (t *txn) authorize(env *Envelope) *errs.Error {
-	return t.authorizeAs(env, env.Action)
+	if env == nil || env.Caller == "" {
+		return nil
+	}
+	if env.Action == "" {
+		// No action to check: the token must still be valid.
+		if tok, ok := t.tokens.Get([]byte(env.Caller)); !ok || tok.Expired(t.now) {
+			return errs.New(errs.Unauthenticated, "token was revoked or has expired")
+		}
+		return nil
+	}
+	return t.authorizeOn(env, env.Action, env.Path)
 }
 
-// authorizeAs is authorize for an action the command implies besides its
-// own (generateSecret with create: true also needs createSecret).
+// authorizeAs is authorizeOn for the command's own path (generateSecret
+// with create: true also needs createSecret there).
 func (t *txn) authorizeAs(env *Envelope, action string) *errs.Error {
+	return t.authorizeOn(env, action, env.Path)
+}
+
+// authorizeOn decides, with acl.Authorize on the state being applied and the
+// leader's timestamp, whether the command's caller may do action on path:
+// the same decision the API made before submitting, now on the
+// authoritative state, so a token revoked or a policy changed in between
+// (or a follower's older state) can't let a command through. An envelope
+// with no caller is the system's own (init, key timers).
+func (t *txn) authorizeOn(env *Envelope, action, path string) *errs.Error {
 	if env == nil || env.Caller == "" {
 		return nil
 	}
 	tok, ok := t.tokens.Get([]byte(env.Caller))
-	if !ok || tok.Expired(t.now) {
+	if !ok {
 		return errs.New(errs.Unauthenticated, "token was revoked or has expired")
 	}
-	if action == "" {
-		return nil
-	}
 	src, _ := netip.ParseAddr(env.Source)
-	if len(tok.SourceCIDRs) > 0 && !acl.InCIDRs(tok.SourceCIDRs, src) {
-		return errs.New(errs.Unauthenticated, "token may not be used from %s", env.Source)
-	}
-	if RequiresAdmin(action) && !hasAdmin(tok.Policies) {
-		return errs.New(errs.PermissionDenied, "%s needs the admin policy", action)
-	}
-	now := FromNanos(t.now)
-	d := acl.Evaluate(ResolvePolicies(t.policy, tok.Policies), acl.Request{Action: action, Path: env.Path, Source: src, Time: now})
-	if !d.Allowed {
-		return errs.New(errs.PermissionDenied, "%s", d.Reason)
-	}
-	if env.Path != "" && !IgnoresAccessPolicy(action) {
-		if sec, ok := t.getSecret(env.Path); ok && sec.AccessPolicy != nil {
-			if ok, why := acl.CheckAccessPolicy(sec.AccessPolicy, src, now); !ok {
-				return errs.New(errs.PermissionDenied, "%s", why)
-			}
+	info := tok.AuthzInfo()
+	req := acl.AuthzRequest{Token: &info, Policy: t.policy, Action: action, Path: path, Source: src, Now: FromNanos(t.now)}
+	if path != "" {
+		if sec, ok := t.getSecret(path); ok {
+			req.AccessPolicy = sec.AccessPolicy
 		}
 	}
-	return nil
+	d := acl.Authorize(req)
+	switch {
+	case d.Allowed:
+		return nil
+	case d.Unauthenticated:
+		if tok.Expired(t.now) {
+			return errs.New(errs.Unauthenticated, "token was revoked or has expired")
+		}
+		return errs.New(errs.Unauthenticated, "%s", d.Reason)
+	}
+	return errs.New(errs.PermissionDenied, "%s", d.Reason)
 }
 
-func hasAdmin(policies []string) bool {
-	for _, p := range policies {
-		if p == acl.PolicyAdmin {
-			return true
-		}
+// authorizeCommand checks the caller's right to the action a command
+// implies when the envelope named another one: the command type, not the
+// sender's label, decides what is checked for access-control commands.
+func (t *txn) authorizeCommand(action string) *errs.Error {
+	if t.cur == nil || t.cur.Caller == "" || t.cur.Action == action {
+		return nil // the system's own command, or already checked by authorize
 	}
-	return false
+	return t.authorizeOn(t.cur, action, "")
 }
 
 func (t *txn) putPolicy(c *PutPolicy) Result {
+	if err := t.authorizeCommand("putPolicy"); err != nil {
+		return Result{Err: err}
+	}
 	if acl.IsBuiltin(c.Policy.Name) {
 		return Result{Err: errs.New(errs.FailedPrecondition, "policy %q is built in and can't be changed", c.Policy.Name)}
 	}
 	p := c.Policy
 	p.BuiltIn = false
+	// The size limits are checked again here, on every node: a policy that
+	// passed an older or hostile sender must not make evaluation expensive.
+	if err := acl.CheckPolicyLimits(&p); err != nil {
+		return Result{Err: errs.New(errs.InvalidArgument, "%v", err)}
+	}
 	t.pols.Insert([]byte(p.Name), &p)
 	return Result{}
 }
 
 func (t *txn) deletePolicy(c *DeletePolicy) Result {
+	if err := t.authorizeCommand("deletePolicy"); err != nil {
+		return Result{Err: err}
+	}
 	if acl.IsBuiltin(c.Name) {
 		return Result{Err: errs.New(errs.FailedPrecondition, "policy %q is built in and can't be deleted", c.Name)}
 	}
