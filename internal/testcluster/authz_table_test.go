@@ -250,3 +250,29 @@ func TestAuthzEveryAction(t *testing.T) {
 		})
 	}
 }
+
+// TestPutPolicyThenCreateTokenOnFollower (issue 14 finding 12): putPolicy
+// then createToken naming the new policy, both sent to the same follower
+// back to back, right after leadership moved, succeed: the policy's
+// existence is checked at apply, on the leader's state.
+func TestPutPolicyThenCreateTokenOnFollower(t *testing.T) {
+	c := testcluster.New(t, 3)
+	ctx := aclCtx(t, 2*time.Minute)
+	for round := range 4 {
+		old := c.Leader()
+		if _, err := c.Client(old).TransferLeadership(ctx, &apitypes.TransferLeadershipRequest{}); err != nil {
+			t.Fatalf("round %d: transfer leadership: %v", round, err)
+		}
+		c.Eventually(15*time.Second, "a new leader", func() bool { l := c.Leader(); return l != old })
+		f := c.Client((c.Leader() + 1) % len(c.Nodes))
+		for i := range 5 {
+			name := fmt.Sprintf("moved-%d-%d", round, i)
+			if _, err := aclPutPolicy(ctx, f, name, aclAllow("describeSecret", "/moved/*")); err != nil {
+				t.Fatalf("%s: putPolicy: %v", name, err)
+			}
+			if _, err := f.CreateToken(ctx, &apitypes.CreateTokenRequest{Name: name, Policies: []string{name}}); err != nil {
+				t.Fatalf("%s: createToken right after putPolicy on a follower: %v", name, err)
+			}
+		}
+	}
+}
