@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -119,7 +121,8 @@ func handshakeWith(ctx context.Context, raw net.Conn, addr string, cfg *Config, 
 	}
 	tc := tls.Client(raw, tcfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		quiet := errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil
+		return nil, &handshakeError{reason: RefusedTLS, quiet: quiet, err: fmt.Errorf("TLS handshake with %s: %w", addr, err)}
 	}
 	if _, err := peerNodeID(tc); err != nil {
 		return nil, &handshakeError{reason: RefusedCertificate, err: fmt.Errorf("%s presented a certificate that is not a node certificate: %w", addr, err)}

@@ -125,8 +125,8 @@ func (f *raftFilterConn) next() error {
 		f.onRefusal(f.peer, f.RemoteAddr().String(), pe.msg)
 		return fmt.Errorf("%w: %s", errRefusedHeader, pe.msg)
 	}
-	if id != f.peer {
-		why := fmt.Sprintf("header names server %q, not the authenticated peer", truncate(id, 64))
+	if string(id) != f.peer {
+		why := fmt.Sprintf("header names server %q, not the authenticated peer", truncate(string(id), 64))
 		f.onRefusal(f.peer, f.RemoteAddr().String(), why)
 		return fmt.Errorf("%w: %s", errRefusedHeader, why)
 	}
@@ -192,53 +192,54 @@ func (p *parser) refill(n int) error {
 
 // parseRaftRPC parses one request at the source's cursor and leaves the
 // cursor after it. It returns the header's server id and, for
-// InstallSnapshot, the size of the snapshot data that follows.
-func parseRaftRPC(p *parser) (id string, snapSize int64, err error) {
+// InstallSnapshot, the size of the snapshot data that follows. id points
+// into the parser's buffer (valid until the next compaction).
+func parseRaftRPC(p *parser) (id []byte, snapSize int64, err error) {
 	t, err := p.byte()
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	if t > rpcRequestPreVote {
-		return "", 0, refuse("unknown Raft RPC type %d", t)
+		return nil, 0, refuse("unknown Raft RPC type %d", t)
 	}
 	n, err := p.mapLen()
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	haveID, haveSize := false, false
 	for i := 0; i < n; i++ {
 		key, err := p.str()
 		if err != nil {
-			return "", 0, err
+			return nil, 0, err
 		}
 		switch {
 		case string(key) == "ID":
 			if haveID {
-				return "", 0, refuse("duplicate ID in Raft RPC header")
+				return nil, 0, refuse("duplicate ID in Raft RPC header")
 			}
 			v, err := p.str()
 			if err != nil {
-				return "", 0, err
+				return nil, 0, err
 			}
-			id, haveID = string(v), true
+			id, haveID = v, true
 		case string(key) == "Size" && t == rpcInstallSnapshot:
 			if haveSize {
-				return "", 0, refuse("duplicate Size in InstallSnapshot")
+				return nil, 0, refuse("duplicate Size in InstallSnapshot")
 			}
 			haveSize = true
 			if snapSize, err = p.int(); err != nil {
-				return "", 0, err
+				return nil, 0, err
 			}
 		case string(key) == "RPCHeader":
-			return "", 0, refuse("nested RPCHeader in Raft RPC")
+			return nil, 0, refuse("nested RPCHeader in Raft RPC")
 		default:
 			if err := p.skip(0); err != nil {
-				return "", 0, err
+				return nil, 0, err
 			}
 		}
 	}
-	if id == "" {
-		return "", 0, refuse("Raft RPC without a server ID")
+	if len(id) == 0 {
+		return nil, 0, refuse("Raft RPC without a server ID")
 	}
 	return id, snapSize, nil
 }

@@ -3,7 +3,10 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,4 +97,82 @@ func TestMutualTLS(t *testing.T) {
 			t.Fatalf("err = %v, want Unavailable", err)
 		}
 	})
+}
+
+// Only node certificates open the cluster port: a certificate of the
+// cluster's CA without the node marking (operator tls's client.pem) is
+// refused on the server side, and a dialer refuses a server presenting one.
+func TestTLSNodeCertificateRequired(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	srvTLS, cliTLS := tlsPair(t, ca, "n1")
+	var ref refusals
+	var handled atomic.Int32
+	m := startMuxCfg(t, "127.0.0.1:0", Config{NodeID: "n1", ServerTLS: srvTLS, ClientTLS: cliTLS, OnRefusal: ref.add},
+		func(context.Context, uint8, []byte) ([]byte, error) { handled.Add(1); return nil, nil }, testConfig())
+	addr := m.Addr().String()
+
+	clientPEM := cliTLS.Clone()
+	clientPEM.Certificates = []tls.Certificate{ca.issueClient(t, "client")}
+	c := newClientCfg(t, Config{NodeID: "client", ClientTLS: clientPEM})
+	if _, err := c.Call(ctxTimeout(t, 5*time.Second), addr, 1, nil); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("client.pem: err = %v, want Unavailable", err)
+	}
+	if _, err := m.RaftLayer(nil).Dial(raft.ServerAddress(addr), time.Second); err != nil {
+		t.Fatalf("node dial: %v", err)
+	}
+	waitFor(t, "certificate refusal", func() bool { return ref.has(RefusedCertificate) })
+	if handled.Load() != 0 {
+		t.Fatal("handler ran for client.pem")
+	}
+
+	// A "server" holding the client certificate: members don't talk to it.
+	fakeSrv := srvTLS.Clone()
+	fakeSrv.Certificates = clientPEM.Certificates
+	var got atomic.Int32
+	imp, err := listen("127.0.0.1:0", Config{NodeID: "n1", ServerTLS: srvTLS, ClientTLS: cliTLS}, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.auth.ServerTLS = fakeSrv // past validate, as a hostile server would be
+	imp.ServeRPC(func(context.Context, uint8, []byte) ([]byte, error) { got.Add(1); return nil, nil })
+	t.Cleanup(func() { imp.Close() })
+	var cref refusals
+	// As cmd/coffer configures it: any usage, verified against the CA.
+	anyUsage := cliTLS.Clone()
+	anyUsage.InsecureSkipVerify = true
+	anyUsage.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: ca.pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		return err
+	}
+	member := newClientCfg(t, Config{NodeID: "n2", ClientTLS: anyUsage, OnRefusal: cref.add})
+	if _, err := member.Call(ctxTimeout(t, 5*time.Second), imp.Addr().String(), 1, []byte("secret")); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("call to a non-node server = %v, want Unavailable", err)
+	}
+	if got.Load() != 0 || !cref.has(RefusedCertificate) {
+		t.Fatalf("request reached a server without a node certificate (refusals %v)", cref.got)
+	}
+}
+
+// A node whose own certificate isn't a node certificate for its id refuses
+// to start.
+func TestTLSOwnCertificateMustMatchNodeID(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	srvTLS, cliTLS := tlsPair(t, ca, "n1")
+	if _, err := Listen("127.0.0.1:0", Config{NodeID: "n2", ServerTLS: srvTLS, ClientTLS: cliTLS}); err == nil || !strings.Contains(err.Error(), `"n1"`) {
+		t.Fatalf("Listen as n2 with n1's certificate: %v", err)
+	}
+	old := srvTLS.Clone()
+	old.Certificates = []tls.Certificate{ca.issueWith(t, "n1", nil, nil)}
+	if _, err := Listen("127.0.0.1:0", Config{NodeID: "n1", ServerTLS: old, ClientTLS: cliTLS}); err == nil || !strings.Contains(err.Error(), "regenerate") {
+		t.Fatalf("Listen with an unmarked certificate: %v", err)
+	}
+	loose := srvTLS.Clone()
+	loose.ClientAuth = tls.RequestClientCert
+	if _, err := Listen("127.0.0.1:0", Config{NodeID: "n1", ServerTLS: loose, ClientTLS: cliTLS}); err == nil {
+		t.Fatal("Listen without verified client certificates succeeded")
+	}
 }
