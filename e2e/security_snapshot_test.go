@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -37,6 +38,15 @@ func TestSecuritySnapshotTampered(t *testing.T) {
 	good, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// inspect works offline: without the root key it says the MAC was not
+	// checked; with it, it checks the MAC.
+	if r := runCLI(t, cliEnv("", ""), nil, "snapshot", "inspect", file); r.code != 0 || !strings.Contains(string(r.stdout), "MAC:") || !strings.Contains(string(r.stdout), "not checked") {
+		t.Errorf("snapshot inspect without the root key: %s", r)
+	}
+	if r := runCLI(t, cliEnv("", ""), nil, "snapshot", "inspect", "--root-key-file", c.keyFile, file); r.code != 0 || !strings.Contains(string(r.stdout), "verified with root key") {
+		t.Errorf("snapshot inspect --root-key-file: %s", r)
 	}
 
 	planted := "cfr_" + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0x5a}, 32))
@@ -80,6 +90,13 @@ func TestSecuritySnapshotTampered(t *testing.T) {
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			bad := tamperSnapshot(t, good, v.tamper)
+			badFile := filepath.Join(t.TempDir(), "bad.snap")
+			if err := os.WriteFile(badFile, bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if r := runCLI(t, cliEnv("", ""), nil, "snapshot", "inspect", "--root-key-file", c.keyFile, badFile); r.code != 1 || !strings.Contains(string(r.stderr), "MAC does not verify") {
+				t.Errorf("snapshot inspect --root-key-file of the tampered file: %s", r)
+			}
 			r, err := postRaw(c.nodes[1].url, c.token, "sys/restore", bad)
 			if err != nil {
 				t.Fatal(err)
