@@ -14,6 +14,7 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 	go.etcd.io/bbolt v1.3.6
 	golang.org/x/sys v0.38.0
+	golang.org/x/time v0.16.0
 )
 
 require (

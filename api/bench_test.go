@@ -20,12 +20,15 @@ func BenchmarkDecodePut(b *testing.B) {
 	}
 }
 
-// BenchmarkCheckExactKeysFull is the full case-folding check (a body with
-// an upper-case key).
-func BenchmarkCheckExactKeysFull(b *testing.B) {
-	raw := []byte(`{"path":"/a/b","labels":{"Team":"x"}}`)
+// BenchmarkCheckStrictNested is the strict walk (duplicate keys, types,
+// UTF-8, base64) of a body with nested objects and an upper-case key.
+func BenchmarkCheckStrictNested(b *testing.B) {
+	raw := []byte(`{"path":"/a/b","labels":{"Team":"x","env":"prod"},"access_policy":{"source_cidrs":["10.0.0.0/8"]},"value":"c2VjcmV0"}`)
 	t := reflect.TypeOf(&apitypes.CreateSecretRequest{})
+	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		_ = checkExactKeys(raw, t)
+		if err := checkStrict(raw, t); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

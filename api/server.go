@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -30,6 +31,8 @@ type Config struct {
 	MaxRestoreBytes int64
 	// Extra handlers mounted beside the API (e.g. /metrics).
 	Extra map[string]http.Handler
+	// Limits are the HTTP timeouts, caps and rate limits.
+	Limits Limits
 }
 
 // Server serves the HTTP API of one node.
@@ -39,6 +42,10 @@ type Server struct {
 	logger  hclog.Logger
 	mux     *http.ServeMux
 	actions map[string]action
+
+	perSource *keyedLimiter[netip.Addr] // nil: no limit
+	perToken  *keyedLimiter[string]     // by token accessor, after authentication
+	restoring sync.Mutex                // one restore at a time
 }
 
 // action is one POST /v1/<name> handler: it decodes its own body from
@@ -54,7 +61,9 @@ func New(n *node.Node, cfg Config) *Server {
 	if cfg.MaxRestoreBytes == 0 {
 		cfg.MaxRestoreBytes = 1 << 30
 	}
-	s := &Server{n: n, cfg: cfg, logger: n.Logger().Named("api"), mux: http.NewServeMux()}
+	cfg.Limits = cfg.Limits.withDefaults()
+	s := &Server{n: n, cfg: cfg, logger: n.Logger().Named("api"), mux: http.NewServeMux(),
+		perSource: newKeyedLimiter[netip.Addr](cfg.Limits.PerSource), perToken: newKeyedLimiter[string](cfg.Limits.PerToken)}
 	s.actions = s.routes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errs.New(errs.NotFound, "no such endpoint %q (actions are POST /v1/<action>)", r.URL.Path))
@@ -85,7 +94,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, errs.New(errs.Internal, "internal error"))
 		}
 	}()
+	// Per source first, before anything else is looked at (an unknown
+	// token costs a leader round to refuse).
+	if s.perSource != nil && !exemptFromRateLimit(r.URL.Path) {
+		if ok, wait := s.perSource.allow(sourceKey(s.sourceAddr(r)), time.Now()); !ok {
+			rateLimited(w, "source", wait)
+			return
+		}
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// authenticateFirst resolves the caller from the headers alone, before a
+// byte of the body is read (SPEC §6), and applies the per-token rate limit.
+// It writes the error answer itself and returns nil on failure.
+func (s *Server) authenticateFirst(w http.ResponseWriter, r *http.Request, name string, public bool) *reqCtx {
+	rc, err := s.newReqCtx(r.Context(), r, name, public)
+	if err != nil {
+		// The body is left unread: net/http closes the connection rather
+		// than drain more than a little of it.
+		writeError(w, err)
+		return nil
+	}
+	if rc.token != nil {
+		if ok, wait := s.perToken.allow(rc.token.Accessor, time.Now()); !ok {
+			rateLimited(w, "token", wait)
+			return nil
+		}
+	}
+	return rc
 }
 
 func (s *Server) serveAction(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +137,11 @@ func (s *Server) serveAction(w http.ResponseWriter, r *http.Request) {
 		writeErrorStatus(w, http.StatusMethodNotAllowed, errs.New(errs.InvalidArgument, "use POST for /v1/%s", name))
 		return
 	}
+	rc := s.authenticateFirst(w, r, name, act.public)
+	if rc == nil {
+		return
+	}
+	s.setBodyDeadline(w, apitypes.MaxBodyBytes)
 	raw, err := readBody(w, r, apitypes.MaxBodyBytes)
 	if err != nil {
 		writeError(w, err)
@@ -107,11 +149,6 @@ func (s *Server) serveAction(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	rc, err := s.newReqCtx(ctx, r, name, act.public)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	start := time.Now()
 	resp, err := act.handle(ctx, rc, raw)
 	observe(name, err, start)
@@ -153,24 +190,21 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return raw, nil
 }
 
-// decode parses a JSON body strictly: unknown fields, wrong types, trailing
-// data and bad base64 are InvalidArgument. An empty body is {}.
+// decode parses a JSON body strictly (SPEC §2, §6 "JSON"): unknown fields,
+// duplicate keys, wrong types, trailing data, invalid UTF-8 and anything but
+// canonical padded base64 are InvalidArgument. An empty body is {}.
 func decode(raw []byte, v any) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		raw = []byte("{}")
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := checkStrict(raw, reflect.TypeOf(v)); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
 		return errs.New(errs.InvalidArgument, "malformed request: %s", describeJSONError(err))
 	}
-	if dec.More() {
-		return errs.New(errs.InvalidArgument, "malformed request: unexpected data after the JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errs.New(errs.InvalidArgument, "malformed request: unexpected data after the JSON object")
-	}
-	return checkExactKeys(raw, reflect.TypeOf(v))
+	return checkExplicitZero(raw, v)
 }
 
 // describeJSONError names what was wrong without echoing the input (which
