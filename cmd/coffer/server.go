@@ -39,6 +39,10 @@ type serverFlags struct {
 	snapshotDir                                                   string
 	deadServerCleanup                                             bool
 	deadServerThreshold                                           time.Duration
+	// HTTP limits (SPEC §6 "Unauthenticated or slow client").
+	maxConns, maxConnsPerSource             int
+	rateLimitPerSource, rateLimitPerToken   api.Rate
+	headerTimeout, bodyTimeout, idleTimeout time.Duration
 }
 
 type stringList []string
@@ -79,6 +83,20 @@ func newServerFlagSet(f *serverFlags) *flag.FlagSet {
 	fs.StringVar(&f.raftLogStore, "raft-log-store", "", "Raft log store: wal or bolt (default: wal for a new data dir, else the one it holds)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go pprof profiles on this address (e.g. 127.0.0.1:6060; keep it private)")
 	fs.BoolVar(&f.dev, "dev", false, "run one in-memory node with a fresh root key and print a root token")
+	fs.IntVar(&f.maxConns, "max-connections", api.DefaultMaxConnections(),
+		"cap on open HTTP connections; more are closed at once (0: no cap; the default is half the open-file limit, at most 4096)")
+	fs.IntVar(&f.maxConnsPerSource, "max-connections-per-source", api.DefaultMaxConnectionsPerSource,
+		"cap on open HTTP connections from one address (an IPv6 /64); --trusted-proxies are exempt (0: no cap)")
+	f.rateLimitPerSource, _ = api.ParseRate(api.DefaultRatePerSource)
+	f.rateLimitPerToken, _ = api.ParseRate(api.DefaultRatePerToken)
+	fs.Var(&f.rateLimitPerSource, "rate-limit-per-source",
+		"requests/s from one address as `RATE[:BURST]` (burst default 2×RATE; 0: no limit); over it: RateLimited 429 with Retry-After")
+	fs.Var(&f.rateLimitPerToken, "rate-limit-per-token",
+		"requests/s with one token as `RATE[:BURST]` (burst default 2×RATE; 0: no limit); sys/health and /metrics are exempt from both")
+	fs.DurationVar(&f.headerTimeout, "http-header-timeout", api.DefaultHeaderTimeout, "time a client has to send a request's headers")
+	fs.DurationVar(&f.bodyTimeout, "http-body-timeout", api.DefaultBodyTimeout,
+		"time a client has to send a request's body, plus 1s per MiB the action accepts (31s for 1 MiB; sys/restore: +1s per MiB of its limit)")
+	fs.DurationVar(&f.idleTimeout, "http-idle-timeout", api.DefaultIdleTimeout, "close a keep-alive connection idle this long")
 	return fs
 }
 
@@ -188,23 +206,25 @@ func serve(f *serverFlags) error {
 			return err
 		}
 	}
+	limits, err := f.limits()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr %s: %w", f.httpAddr, err)
 	}
+	ln = api.LimitListener(ln, limits.MaxConnections, limits.MaxConnectionsPerSource, proxies, logger.Named("http"))
 	n, err := node.New(cfg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer n.Close()
-	srv := &http.Server{
-		Handler:           api.New(n, api.Config{TrustedProxies: proxies, Extra: map[string]http.Handler{"/metrics": api.MetricsHandler(n)}}).Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		TLSConfig:         apiTLS,
-		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
+	apiSrv := api.New(n, api.Config{TrustedProxies: proxies, Limits: limits, Extra: map[string]http.Handler{"/metrics": api.MetricsHandler(n)}})
+	srv := apiSrv.NewHTTPServer()
+	srv.TLSConfig = apiTLS
+	srv.ErrorLog = logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	errCh := make(chan error, 1)
 	go func() {
 		if apiTLS != nil {
@@ -217,7 +237,10 @@ func serve(f *serverFlags) error {
 	if apiTLS != nil {
 		scheme = "https"
 	}
-	logger.Info("coffer node started", "node_id", cfg.NodeID, "http", scheme+"://"+ln.Addr().String(), "cluster", n.ClusterAddr(), "dev", f.dev)
+	logger.Info("coffer node started", "node_id", cfg.NodeID, "http", scheme+"://"+ln.Addr().String(), "cluster", n.ClusterAddr(), "dev", f.dev,
+		"max_connections", limits.MaxConnections, "max_connections_per_source", limits.MaxConnectionsPerSource,
+		"rate_limit_per_source", limits.PerSource.String(), "rate_limit_per_token", limits.PerToken.String())
+	warnExposure(logger, ln.Addr().String(), apiTLS != nil, f.clusterAddr, cfg.ServerTLS != nil)
 	if f.dev {
 		if err := devInit(scheme + "://" + ln.Addr().String()); err != nil {
 			return err
@@ -235,6 +258,53 @@ func serve(f *serverFlags) error {
 	defer cancel()
 	_ = srv.Shutdown(ctx)
 	return nil
+}
+
+// limits checks and returns the HTTP limits of the flags.
+func (f *serverFlags) limits() (api.Limits, error) {
+	switch {
+	case f.maxConns < 0:
+		return api.Limits{}, errors.New("--max-connections must be 0 (no cap) or more")
+	case f.maxConnsPerSource < 0:
+		return api.Limits{}, errors.New("--max-connections-per-source must be 0 (no cap) or more")
+	case f.headerTimeout <= 0 || f.bodyTimeout <= 0 || f.idleTimeout <= 0:
+		return api.Limits{}, errors.New("--http-header-timeout, --http-body-timeout and --http-idle-timeout must be positive")
+	}
+	return api.Limits{
+		HeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, IdleTimeout: f.idleTimeout,
+		MaxConnections: f.maxConns, MaxConnectionsPerSource: f.maxConnsPerSource,
+		PerSource: f.rateLimitPerSource, PerToken: f.rateLimitPerToken,
+	}, nil
+}
+
+// warnExposure warns, at start, about a port reachable from other hosts
+// without encryption: the HTTP API over plain HTTP (tokens and secret
+// values cross the network in clear), and the cluster port without TLS
+// (peers authenticate, but Raft traffic — wrapped key material, audit
+// entries, encrypted values — is not encrypted).
+func warnExposure(logger hclog.Logger, httpAddr string, httpTLS bool, clusterAddr string, clusterTLS bool) {
+	if !httpTLS && !loopbackOnly(httpAddr) {
+		logger.Warn("SECURITY: the HTTP API is served as plain HTTP on a non-loopback address: tokens and secret values cross the network unencrypted; use --tls-cert, --tls-key and --tls-ca (see docs/OPERATIONS.md)",
+			"http_addr", httpAddr)
+	}
+	if !clusterTLS && !loopbackOnly(clusterAddr) {
+		logger.Warn("SECURITY: the cluster port runs without TLS on a non-loopback address: peers are authenticated but the traffic is not encrypted; use --tls-cert, --tls-key and --tls-ca",
+			"cluster_addr", clusterAddr)
+	}
+}
+
+// loopbackOnly reports whether a listen address accepts connections from
+// this host only (an empty or unspecified host means every interface).
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // advertisedHTTP is the API address peers and `node list` show: the bind
