@@ -187,10 +187,10 @@ func forgedCreateTokenEnvelope(t *testing.T, hash string) []byte {
 	body.str("h").str(hash)
 	body.str("n").str("outsider")
 	body.str("p").arrayHeader(1).str("admin")
+	// The envelope's compact encoding: [type, body, caller, action, path,
+	// source, audit entries]; an empty caller means no token check.
 	var env mp
-	env.mapHeader(2)
-	env.str("t").uint8(wireCmdToken)
-	env.str("b").bin(body)
+	env.arrayHeader(7).uint8(wireCmdToken).bin(body).str("").str("").str("").str("").arrayHeader(0)
 	var cmds mp
 	cmds.arrayHeader(1).bin(env)
 	return cmds
@@ -360,4 +360,3 @@ func (m *mp) bin(b []byte) *mp {
 	*m = append(*m, b...)
 	return m
 }
-
