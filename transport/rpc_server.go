@@ -57,6 +57,7 @@ func (m *Mux) serveRPCConn(c net.Conn, h Handler) {
 	}()
 	remote := c.RemoteAddr().String()
 	peer := Peer(c)
+	connCtx := context.WithValue(m.ctx, peerKey{}, peer) // once per connection, not per call
 	br := bufio.NewReader(c)
 	for {
 		// Idle pooled connections are legitimate, but not forever: the idle
@@ -78,7 +79,7 @@ func (m *Mux) serveRPCConn(c net.Conn, h Handler) {
 			m.logger.Debug("malformed RPC request; closing", "remote", remote, "error", err)
 			return
 		}
-		resp := m.handle(h, method, timeout, body, remote, peer)
+		resp := m.handle(connCtx, h, method, timeout, body, remote, peer)
 		c.SetWriteDeadline(time.Now().Add(m.cfg.frameTimeout))
 		if _, err := c.Write(resp); err != nil {
 			m.logConnErr("writing RPC response failed", remote, err)
@@ -101,8 +102,7 @@ func (m *Mux) logConnErr(msg, remote string, err error) {
 // handle runs h and returns the encoded response frame. A panicking handler
 // is a bug, but one request must not take the node (and its Raft
 // membership) down with it.
-func (m *Mux) handle(h Handler, method uint8, timeout time.Duration, body []byte, remote, peer string) (frame []byte) {
-	ctx := context.WithValue(m.ctx, peerKey{}, peer)
+func (m *Mux) handle(ctx context.Context, h Handler, method uint8, timeout time.Duration, body []byte, remote, peer string) (frame []byte) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
