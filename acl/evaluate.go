@@ -33,31 +33,17 @@ type Decision struct {
 // reason names the first such failure, so a user learns why rather than just
 // that they were denied. Nil policies are skipped.
 func Evaluate(policies []*Policy, req Request) Decision {
-	return evaluate(policySlice(policies), req)
+	return evaluate(policies, req)
 }
 
-// policySource yields the policies to evaluate by position; policy(i) is
-// nil for one to skip. A type parameter rather than an interface value or a
-// closure keeps evaluation free of allocations.
-type policySource interface {
-	count() int
-	policy(i int) *Policy
-}
-
-type policySlice []*Policy
-
-func (s policySlice) count() int           { return len(s) }
-func (s policySlice) policy(i int) *Policy { return s[i] }
-
-func evaluate[S policySource](policies S, req Request) Decision {
+func evaluate(policies []*Policy, req Request) Decision {
 	if req.Action == "" {
 		return Decision{Reason: "no action given"}
 	}
 	var allowedBy *Policy
 	allowedRule := 0
 	conditionFailure := ""
-	for pi, n := 0, policies.count(); pi < n; pi++ {
-		p := policies.policy(pi)
+	for _, p := range policies {
 		if p == nil {
 			continue
 		}
