@@ -131,6 +131,19 @@ func badCases() []badCase {
 		{name: "create as string", action: "generateSecret", body: `{"path":"/t/new","create":"true"}`, status: bad, code: ia},
 		{name: "paths as string", action: "batchGetSecretValue", body: `{"paths":"/t/a"}`, status: bad, code: ia},
 
+		// Loose JSON (SPEC §6 "JSON"; issue 14 finding 10).
+		{name: "duplicate key (last would win)", action: "createSecret", body: `{"path":"/t/new","path":"/t/new2","value":"` + sentinelB64 + `"}`, status: bad, code: ia, noEcho: []string{"/t/new2"}},
+		{name: "duplicate nested key", action: "updateSecret", body: `{"path":"/t/a","access_policy":{"source_cidrs":["10.0.0.0/8"],"source_cidrs":["0.0.0.0/0"]}}`, status: bad, code: ia, noEcho: []string{"0.0.0.0/0"}},
+		{name: "duplicate label key", action: "updateSecret", body: `{"path":"/t/a","labels":{"team":"a","team":"b"}}`, status: bad, code: ia},
+		{name: "value as array of numbers", action: "putSecretValue", body: `{"path":"/t/a","value":[1,2]}`, status: bad, code: ia},
+		{name: "path null", action: "describeSecret", body: `{"path":null}`, status: bad, code: ia},
+		{name: "base64 with CRLF", action: "putSecretValue", body: `{"path":"/t/a","value":"` + sentinelB64[:8] + `\r\n` + sentinelB64[8:] + `"}`, status: bad, code: ia},
+		{name: "base64 non-canonical", action: "putSecretValue", body: `{"path":"/t/a","value":"dh=="}`, status: bad, code: ia},
+		{name: "invalid UTF-8 in description", action: "updateSecret", body: "{\"path\":\"/t/a\",\"description\":\"caf\xe9\"}", status: bad, code: ia},
+		{name: "lone surrogate in description", action: "updateSecret", body: `{"path":"/t/a","description":"\ud800"}`, status: bad, code: ia},
+		{name: "queryAudit limit 0", action: "queryAudit", body: `{"limit":0}`, status: bad, code: ia},
+		{name: "no token and malformed body", action: "createSecret", body: `{"path":`, authz: authNone, status: http.StatusUnauthorized, code: errs.Unauthenticated},
+
 		// Bad base64.
 		{name: "base64 unpadded", action: "createSecret", body: `{"path":"/t/new","value":"` + strings.TrimRight(sentinelB64, "=") + `"}`, status: bad, code: ia},
 		{name: "base64 unpadded put", action: "putSecretValue", body: `{"path":"/t/a","value":"` + strings.TrimRight(sentinelB64, "=") + `"}`, status: bad, code: ia},
