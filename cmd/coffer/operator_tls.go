@@ -16,8 +16,8 @@ func operatorTLS(a *app, args []string) int {
 			"client-key.pem), for test and compose clusters. Existing files are never overwritten.\n\n"+
 			"Node certificates carry the node marking, the URI SAN urn:coffer:node:NODE: the cluster port accepts only\n"+
 			"certificates with it and takes the peer's node id from it, so each name in --nodes must be that node's\n"+
-			"--node-id. The client certificate has no marking: it is for API clients (e.g. curl --cert) and can't open\n"+
-			"the cluster port. Certificates made by older versions have no marking: regenerate them.")
+			"--node-id. The client certificate has no marking and can't open the cluster port (API callers are\n"+
+			"authenticated by token). Certificates made by older versions have no marking: regenerate them.")
 	out := c.fs.String("out", "", "directory to write into")
 	nodes := c.fs.String("nodes", "", "comma-separated node ids (each node's --node-id; also DNS names in their certificates)")
 	hosts := c.fs.String("hosts", "", "comma-separated extra DNS names or IPs for every node certificate")
