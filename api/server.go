@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"
@@ -45,7 +44,7 @@ type Server struct {
 
 	perSource *keyedLimiter[netip.Addr] // nil: no limit
 	perToken  *keyedLimiter[string]     // by token accessor, after authentication
-	restoring sync.Mutex                // one restore at a time
+	restoring chan struct{}             // holds a token while a restore runs: one at a time
 }
 
 // action is one POST /v1/<name> handler: it decodes its own body from
@@ -63,7 +62,8 @@ func New(n *node.Node, cfg Config) *Server {
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	s := &Server{n: n, cfg: cfg, logger: n.Logger().Named("api"), mux: http.NewServeMux(),
-		perSource: newKeyedLimiter[netip.Addr](cfg.Limits.PerSource), perToken: newKeyedLimiter[string](cfg.Limits.PerToken)}
+		perSource: newKeyedLimiter[netip.Addr](cfg.Limits.PerSource), perToken: newKeyedLimiter[string](cfg.Limits.PerToken),
+		restoring: make(chan struct{}, 1)}
 	s.actions = s.routes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errs.New(errs.NotFound, "no such endpoint %q (actions are POST /v1/<action>)", r.URL.Path))
@@ -111,8 +111,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authenticateFirst(w http.ResponseWriter, r *http.Request, name string, public bool) *reqCtx {
 	rc, err := s.newReqCtx(r.Context(), r, name, public)
 	if err != nil {
-		// The body is left unread: net/http closes the connection rather
-		// than drain more than a little of it.
+		// The body is left unread, and the connection is closed after the
+		// answer instead of draining it (a slow client would hold it).
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 		writeError(w, err)
 		return nil
 	}

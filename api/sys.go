@@ -175,11 +175,13 @@ func (s *Server) serveRestore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !s.restoring.TryLock() {
+	select {
+	case s.restoring <- struct{}{}:
+		defer func() { <-s.restoring }()
+	default:
 		writeError(w, errs.New(errs.FailedPrecondition, "a restore is already running on this node; try again when it has finished"))
 		return
 	}
-	defer s.restoring.Unlock()
 	body, err := s.readRestoreBody(w, r)
 	// The upload may take long: the restore's own time starts now.
 	ctx, cancel = context.WithTimeout(r.Context(), 5*time.Minute)
