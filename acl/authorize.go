@@ -1,7 +1,7 @@
 package acl
 
 import (
-	"fmt"
+	"strconv"
 	"net/netip"
 	"time"
 
@@ -24,8 +24,11 @@ func (t *TokenInfo) Expired(now int64) bool { return t.ExpiresAt != 0 && now >= 
 // (the one the request is answered from, or the one a command is applied to).
 type AuthzRequest struct {
 	Token *TokenInfo // nil: no (valid) token
-	// Policy resolves a policy name in that state (built-in or custom); a
-	// name that doesn't resolve grants nothing.
+	// Policies are the token's policies as that state holds them (see
+	// ResolvePolicies); a name that didn't resolve grants nothing.
+	Policies []*Policy
+	// Policy, if Policies is nil, resolves the token's policy names instead
+	// (convenient off the hot path; it allocates).
 	Policy func(name string) (*Policy, bool)
 	Action string
 	Path   string // "" for actions without a path
@@ -60,6 +63,9 @@ func Authorize(req AuthzRequest) AuthzDecision {
 	if d := CheckToken(tok, req.Source, req.Now); !d.Allowed {
 		return d
 	}
+	if req.Policies == nil && req.Policy != nil {
+		req.Policies = ResolvePolicies(nil, tok.Policies, req.Policy)
+	}
 	act, known := byName[req.Action]
 	if known && act.Self {
 		return AuthzDecision{Allowed: true, Reason: "any valid token may call " + req.Action}
@@ -67,23 +73,12 @@ func Authorize(req AuthzRequest) AuthzDecision {
 	if len(tok.Policies) > MaxTokenPolicies {
 		// Only state from before the limit can hold such a token: refuse
 		// rather than pay for evaluating it.
-		return AuthzDecision{Reason: fmt.Sprintf("token names %d policies, at most %d allowed", len(tok.Policies), MaxTokenPolicies)}
+		return AuthzDecision{Reason: "token names " + strconv.Itoa(len(tok.Policies)) + " policies, at most " + strconv.Itoa(MaxTokenPolicies) + " allowed"}
 	}
 	if known && act.Admin && !holds(tok.Policies, PolicyAdmin) {
 		return AuthzDecision{Reason: req.Action + " needs the admin policy"}
 	}
-	// Resolved into a stack buffer: no allocation on the hot path. A name
-	// that doesn't resolve grants nothing (a deleted policy).
-	var buf [MaxTokenPolicies]*Policy
-	pols := buf[:0]
-	if req.Policy != nil {
-		for _, n := range tok.Policies {
-			if p, ok := req.Policy(n); ok {
-				pols = append(pols, p)
-			}
-		}
-	}
-	d := evaluate(pols, Request{Action: req.Action, Path: req.Path, Source: req.Source, Time: req.Now})
+	d := evaluate(req.Policies, Request{Action: req.Action, Path: req.Path, Source: req.Source, Time: req.Now})
 	if !d.Allowed {
 		return AuthzDecision{Reason: d.Reason}
 	}
@@ -119,6 +114,23 @@ func holds(names []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// ResolvePolicies appends to dst the policies names resolve to with get,
+// skipping names that don't resolve (a deleted policy grants nothing). With
+// dst a buffer of MaxTokenPolicies it doesn't grow; a token over the limit
+// resolves to nothing, as Authorize refuses it anyway. Hot paths inline this
+// loop with a direct call (a func value makes its receiver escape).
+func ResolvePolicies(dst []*Policy, names []string, get func(string) (*Policy, bool)) []*Policy {
+	if len(names) > MaxTokenPolicies {
+		return dst
+	}
+	for _, n := range names {
+		if p, ok := get(n); ok && p != nil {
+			dst = append(dst, p)
+		}
+	}
+	return dst
 }
 
 // HasAdmin reports whether a token's policies include admin.

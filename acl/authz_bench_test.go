@@ -38,13 +38,20 @@ func BenchmarkAuthorize(b *testing.B) {
 	ap := &apitypes.AccessPolicy{SourceCIDRs: []string{"192.168.0.0/16", "10.0.0.0/8"}}
 	src := netip.MustParseAddr("10.1.2.3")
 	now := time.Date(2025, 6, 16, 8, 15, 0, 0, time.UTC)
-	req := AuthzRequest{Token: tok, Policy: get, Action: "getSecretValue", Path: "/app/prod/db/password", Source: src, Now: now, AccessPolicy: ap}
+	req := AuthzRequest{Token: tok, Policies: ResolvePolicies(nil, names, get), Action: "getSecretValue", Path: "/app/prod/db/password", Source: src, Now: now, AccessPolicy: ap}
 	if d := Authorize(req); !d.Allowed {
 		b.Fatal(d.Reason)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
 		CheckToken(tok, src, now)
-		Authorize(req)
+		var buf [MaxTokenPolicies]*Policy
+		pols := buf[:0]
+		for _, n := range tok.Policies {
+			if p, ok := byName[n]; ok {
+				pols = append(pols, p)
+			}
+		}
+		Authorize(AuthzRequest{Token: tok, Policies: pols, Action: "getSecretValue", Path: "/app/prod/db/password", Source: src, Now: now, AccessPolicy: ap})
 	}
 }

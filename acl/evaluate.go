@@ -2,6 +2,7 @@ package acl
 
 import (
 	"fmt"
+	"strconv"
 	"net/netip"
 	"strings"
 	"time"
@@ -61,7 +62,7 @@ func evaluate(policies []*Policy, req Request) Decision {
 				// A condition that can't be evaluated makes a deny apply:
 				// corrupt data must never widen access.
 				if cond.okOrBroken() {
-					return Decision{Reason: fmt.Sprintf("denied by policy %q rule %d", p.Name, i+1)}
+					return Decision{Reason: "denied by policy " + strconv.Quote(p.Name) + " rule " + strconv.Itoa(i+1)}
 				}
 			case EffectAllow:
 				if cond.ok() {
@@ -69,31 +70,31 @@ func evaluate(policies []*Policy, req Request) Decision {
 						allowedBy, allowedRule = p, i+1
 					}
 				} else if conditionFailure == "" {
-					conditionFailure = describeConditionFailure(p.Name, i+1, r.Conditions, cond, req)
+					conditionFailure = describeConditionFailure(p.Name, i+1, r.Conditions, cond, req.Source, req.Time)
 				}
 			}
 			// Any other effect is invalid data: it neither allows nor denies.
 		}
 	}
 	if allowedBy != nil {
-		return Decision{Allowed: true, Reason: fmt.Sprintf("allowed by policy %q rule %d", allowedBy.Name, allowedRule)}
+		return Decision{Allowed: true, Reason: "allowed by policy " + strconv.Quote(allowedBy.Name) + " rule " + strconv.Itoa(allowedRule)}
 	}
 	if conditionFailure != "" {
 		return Decision{Reason: conditionFailure}
 	}
 	if req.Path == "" {
-		return Decision{Reason: fmt.Sprintf("no policy allows %s", req.Action)}
+		return Decision{Reason: "no policy allows " + req.Action}
 	}
-	return Decision{Reason: fmt.Sprintf("no policy allows %s on %s", req.Action, req.Path)}
+	return Decision{Reason: "no policy allows " + req.Action + " on " + req.Path}
 }
 
-func describeConditionFailure(policy string, rule int, c *Conditions, r conditionResult, req Request) string {
+func describeConditionFailure(policy string, rule int, c *Conditions, r conditionResult, src netip.Addr, now time.Time) string {
 	var unmet []string
 	if !r.sourceOK {
-		unmet = append(unmet, fmt.Sprintf("source %s is outside source_cidrs", describeSource(req.Source)))
+		unmet = append(unmet, fmt.Sprintf("source %s is outside source_cidrs", describeSource(src)))
 	}
 	if !r.timeOK {
-		unmet = append(unmet, fmt.Sprintf("time %s is outside time_windows", describeTime(c.TimeWindows, req.Time)))
+		unmet = append(unmet, fmt.Sprintf("time %s is outside time_windows", describeTime(c.TimeWindows, now)))
 	}
 	return fmt.Sprintf("rule %d of policy %q: %s", rule, policy, strings.Join(unmet, "; "))
 }

@@ -42,7 +42,7 @@ func FuzzPolicy(f *testing.F) {
 		}
 		tok := &TokenInfo{Policies: []string{p.Name, p.Name}}
 		get := func(n string) (*Policy, bool) { return &p, n == p.Name }
-		a := Authorize(AuthzRequest{Token: tok, Policy: get, Action: action, Path: path, Source: source, Now: req.Time})
+		a := Authorize(AuthzRequest{Token: tok, Policies: ResolvePolicies(nil, tok.Policies, get), Action: action, Path: path, Source: source, Now: req.Time})
 		if a.Allowed && RequiresAdmin(action) {
 			t.Fatal("admin action allowed without admin")
 		}

@@ -222,7 +222,17 @@ func (s *Server) authorizeAs(ctx context.Context, rc *reqCtx, st *fsm.State, act
 // holds it (so a token revoked at or before st is refused), its policies in
 // st, and the access policy of sec (the secret at path in st, or nil).
 func (s *Server) decide(rc *reqCtx, st *fsm.State, action, path string, sec *fsm.Secret) acl.AuthzDecision {
-	req := acl.AuthzRequest{Token: rc.tokenAt(st), Policy: st.Policy, Action: action, Path: path, Source: rc.source, Now: time.Now()}
+	tok := rc.tokenAt(st)
+	var buf [acl.MaxTokenPolicies]*acl.Policy
+	pols := buf[:0]
+	if tok != nil && len(tok.Policies) <= acl.MaxTokenPolicies {
+		for _, n := range tok.Policies {
+			if p, ok := st.Policy(n); ok {
+				pols = append(pols, p)
+			}
+		}
+	}
+	req := acl.AuthzRequest{Token: tok, Policies: pols, Action: action, Path: path, Source: rc.source, Now: time.Now()}
 	if sec != nil {
 		req.AccessPolicy = sec.AccessPolicy
 	}

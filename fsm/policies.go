@@ -79,7 +79,16 @@ func (t *txn) authorizeOn(env *Envelope, action, path string) *errs.Error {
 	}
 	src, _ := netip.ParseAddr(env.Source)
 	info := tok.AuthzInfo()
-	req := acl.AuthzRequest{Token: &info, Policy: t.policy, Action: action, Path: path, Source: src, Now: FromNanos(t.now)}
+	var buf [acl.MaxTokenPolicies]*acl.Policy
+	pols := buf[:0]
+	if len(tok.Policies) <= acl.MaxTokenPolicies {
+		for _, n := range tok.Policies {
+			if p, ok := t.policy(n); ok {
+				pols = append(pols, p)
+			}
+		}
+	}
+	req := acl.AuthzRequest{Token: &info, Policies: pols, Action: action, Path: path, Source: src, Now: FromNanos(t.now)}
 	if path != "" {
 		if sec, ok := t.getSecret(path); ok {
 			req.AccessPolicy = sec.AccessPolicy
