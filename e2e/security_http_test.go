@@ -32,6 +32,11 @@ func startDevNode(t *testing.T, extra ...string) (*server, string) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	args := append([]string{"--dev", "--http-addr", addr, "--cluster-addr", freeAddr(t), "--gossip-addr", freeAddr(t)}, extra...)
+	for i, a := range extra { // a later --http-addr wins
+		if a == "--http-addr" && i+1 < len(extra) {
+			addr = strings.Replace(extra[i+1], "0.0.0.0", "127.0.0.1", 1)
+		}
+	}
 	s := newServer(t, "dev", args, filepath.Join(dir, "dev.log"))
 	s.httpAddr, s.url = addr, "http://"+addr
 	s.start()
@@ -325,5 +330,23 @@ func TestSecurityHTTPLooseJSON(t *testing.T) {
 	mustPost(t, s.url, token, "getSecretValue", apitypes.GetSecretValueRequest{Path: path}, &v)
 	if string(v.Value) != "original" {
 		t.Errorf("value changed")
+	}
+}
+
+// TestSecurityHTTPPlainWarning (issue 14, "What must exist" 8): a node that
+// serves plain HTTP, or a cluster port without TLS, on an address other
+// hosts can reach says so at start, at Warn; on loopback it does not.
+func TestSecurityHTTPPlainWarning(t *testing.T) {
+	port := freePort(t)
+	s, _ := startDevNode(t, "--http-addr", "0.0.0.0:"+strconv.Itoa(port), "--cluster-addr", "0.0.0.0:"+strconv.Itoa(freePort(t)))
+	log := s.log()
+	for _, want := range []string{"the HTTP API is served as plain HTTP on a non-loopback address", "the cluster port runs without TLS on a non-loopback address"} {
+		if !strings.Contains(log, want) || !strings.Contains(log, "[WARN]") {
+			t.Errorf("no start-up warning %q in the log:\n%s", want, tail(s.logPath, 20))
+		}
+	}
+	local, _ := startDevNode(t)
+	if log := local.log(); strings.Contains(log, "non-loopback") {
+		t.Errorf("warning on a loopback-only node:\n%s", tail(local.logPath, 20))
 	}
 }
