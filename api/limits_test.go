@@ -387,14 +387,39 @@ func BenchmarkServeUnauthenticated(b *testing.B) {
 	rt, _ := ParseRate(DefaultRatePerToken)
 	h := New(n, Config{Limits: Limits{PerSource: rs, PerToken: rt}}).Handler()
 	body := []byte(`{"path":"/app/prod/api/db-password"}`)
+	// Many sources: one would be rate limited at this speed.
+	var sources [256]string
+	for i := range sources {
+		sources[i] = fmt.Sprintf("10.1.2.%d:4567", i)
+	}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		r := httptest.NewRequest(http.MethodPost, "/v1/getSecretValue", bytes.NewReader(body))
-		r.RemoteAddr = "10.1.2.3:4567"
+		r.RemoteAddr = sources[i%len(sources)]
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != http.StatusUnauthorized {
 			b.Fatal(w.Code)
 		}
 	}
+}
+
+// BenchmarkLimiterAllow is what the rate limits add to a request: one
+// per-source and one per-token bucket, from parallel clients.
+func BenchmarkLimiterAllow(b *testing.B) {
+	rs, _ := ParseRate(DefaultRatePerSource)
+	src := newKeyedLimiter[netip.Addr](rs)
+	tok := newKeyedLimiter[string](rs)
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(1)
+		a := netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})
+		accessor := fmt.Sprintf("%032x", i)
+		for pb.Next() {
+			now := time.Now()
+			src.allow(sourceKey(a), now)
+			tok.allow(accessor, now)
+		}
+	})
 }
