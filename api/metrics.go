@@ -52,7 +52,8 @@ func MetricsHandler(n *node.Node) http.Handler {
 	gauge("coffer_secrets_bound_to_inactive_key", "Secrets bound to a KMS key that is not enabled (disabled, pending deletion or destroyed).",
 		func() float64 { return float64(n.State().InactiveBound()) })
 	gauge("coffer_audit_seq", "Sequence number of the last applied audit entry.", func() float64 { return float64(n.State().AuditHead.Seq) })
-	reg.MustRegister(node.LeaderChanges, node.BatchCommands, node.ForwardCommands, node.AuditEntriesPerBatch, node.CommitSeconds, node.ForwardSeconds)
+	reg.MustRegister(node.LeaderChanges, node.BatchCommands, node.ForwardCommands, node.AuditEntriesPerBatch, node.CommitSeconds, node.ForwardSeconds, node.ClusterAuthRefusals)
+	reg.MustRegister(LimitCollectors()...)
 	reg.MustRegister(requestsTotal, requestSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
