@@ -1,8 +1,8 @@
 package acl
 
 import (
-	"strconv"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/cofferhq/coffer/apitypes"

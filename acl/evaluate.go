@@ -2,8 +2,8 @@ package acl
 
 import (
 	"fmt"
-	"strconv"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )

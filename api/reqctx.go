@@ -28,7 +28,7 @@ type reqCtx struct {
 	tokenInfo  acl.TokenInfo
 	tokenState *fsm.State
 	principal  apitypes.Principal
-	audited   bool // an entry of this request was committed
+	audited    bool // an entry of this request was committed
 	// leaderRead, if set, is a leader read served without a heartbeat
 	// round: the commit of this request's audit entry confirms it.
 	leaderRead *node.LeaderRead
